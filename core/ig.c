@@ -1,0 +1,136 @@
+/* ig.c: integrated gradients on ffn.act at the mask position (see ig.h). */
+#include "ig.h"
+#include "objective.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kn_quadrature_parse(const char *name) {
+    static const char *names[] = { "left", "right", "midpoint", "trapezoid", "gauss" };
+    for (int i = 0; i < 5; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+/* Gauss-Legendre nodes on [-1, 1] by Newton's method on P_m, mapped to [0, 1]. */
+static void gauss_legendre(int m, double *x, double *w) {
+    for (int i = 0; i < m; i++) {
+        double z = cos(M_PI * (i + 0.75) / (m + 0.5)), pp = 0;
+        for (int it = 0; it < 100; it++) {
+            double p1 = 1, p2 = 0;
+            for (int j = 1; j <= m; j++) {
+                double p3 = p2;
+                p2 = p1;
+                p1 = ((2.0 * j - 1) * z * p2 - (j - 1.0) * p3) / j;
+            }
+            pp = m * (z * p1 - p2) / (z * z - 1);
+            double dz = p1 / pp;
+            z -= dz;
+            if (fabs(dz) < 1e-15) break;
+        }
+        x[m - 1 - i] = 0.5 * (z + 1);
+        w[m - 1 - i] = 1.0 / ((1 - z * z) * pp * pp); /* = (2/((1-z^2)P'^2)) / 2 on [0,1] */
+    }
+}
+
+int kn_quadrature_points(kn_quadrature q, int m, double *alpha, double *weight, kn_err *err) {
+    if (m < 1) return kn_fail(err, "integrated gradients: steps %d must be >= 1", m);
+    switch (q) {
+    case KN_QUAD_LEFT: for (int k = 0; k < m; k++) { alpha[k] = (double)k / m; weight[k] = 1.0 / m; } break;
+    case KN_QUAD_RIGHT: for (int k = 0; k < m; k++) { alpha[k] = (k + 1.0) / m; weight[k] = 1.0 / m; } break;
+    case KN_QUAD_MIDPOINT: for (int k = 0; k < m; k++) { alpha[k] = (k + 0.5) / m; weight[k] = 1.0 / m; } break;
+    case KN_QUAD_TRAPEZOID:
+        if (m < 2) return kn_fail(err, "integrated gradients: the trapezoid rule needs steps >= 2, got %d", m);
+        for (int k = 0; k < m; k++) {
+            alpha[k] = (double)k / (m - 1);
+            weight[k] = (k == 0 || k == m - 1) ? 0.5 / (m - 1) : 1.0 / (m - 1);
+        }
+        break;
+    case KN_QUAD_GAUSS: gauss_legendre(m, alpha, weight); break;
+    default: return kn_fail(err, "integrated gradients: unknown quadrature %d", (int)q);
+    }
+    return 0;
+}
+
+int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_pos, int target,
+          const int *layers, int nlayers, const kn_ig_opts *opts, kn_ig_out *out, kn_err *err) {
+    const bert_config *c = &m->cfg;
+    int C = c->hidden, F = c->ffn, V = c->vocab_size;
+    int steps = opts->steps;
+    if (mask_pos < 0 || mask_pos >= T) return kn_fail(err, "mask position %d out of range [0, %d)", mask_pos, T);
+    if (target < 0 || target >= V) return kn_fail(err, "target id %d out of range [0, %d)", target, V);
+    for (int i = 0; i < nlayers; i++)
+        if (layers[i] < 0 || layers[i] >= c->layers)
+            return kn_fail(err, "layer %d out of range [0, %d)", layers[i], c->layers);
+    double *alpha = malloc(sizeof(double) * (steps + 1)), *weight = malloc(sizeof(double) * (steps + 1));
+    if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) { free(alpha); free(weight); return -1; }
+    int chunk = opts->batch > 0 && opts->batch < steps ? opts->batch : steps;
+    int rows = chunk + 1; /* one extra row carries alpha = 0 for P(zero), with no gradient */
+
+    int rc = -1;
+    bert_acts *one = bert_acts_new(c, 1, T, 1, err);
+    bert_acts *many = one ? bert_acts_new(c, rows, T, rows, err) : NULL;
+    float *vals = malloc(sizeof(float) * (size_t)rows * F);
+    kn_intervention *iv = malloc(sizeof *iv * rows);
+    int *head = malloc(sizeof(int) * rows), *tgt = malloc(sizeof(int) * rows);
+    float *wrow = malloc(sizeof(float) * rows), *dlogits = malloc(sizeof(float) * (size_t)rows * V);
+    double *pv = malloc(sizeof(double) * rows);
+    float **dffn = calloc(c->layers, sizeof(float *));
+    float *dact = malloc(sizeof(float) * (size_t)rows * T * F);
+    double *grad_acc = malloc(sizeof(double) * F);
+    if (!many) goto done;
+
+    int mrow = mask_pos;
+    if (bert_forward(m, one, ids, types, NULL, 1, T, &mrow, 1, NULL, 0, err) != 0) goto done;
+    kn_target_objective(one->logits, 1, V, &target, opts->use_log, NULL, &out->p_full, NULL);
+    for (int r = 0; r < rows; r++) { head[r] = r * T + mask_pos; tgt[r] = target; }
+    int64_t NC1 = (int64_t)T * C, NCm = (int64_t)rows * T * C, NF1 = (int64_t)T * F;
+
+    for (int li = 0; li < nlayers; li++) {
+        int l = layers[li];
+        const float *w = one->ffn_act + (int64_t)l * NF1 + (int64_t)mask_pos * F;
+        memcpy(out->acts + (int64_t)li * F, w, sizeof(float) * F);
+        memset(grad_acc, 0, sizeof(double) * F);
+        out->p_zero[li] = 0;
+        for (int k0 = 0; k0 < steps; k0 += chunk) {
+            int n = steps - k0 < chunk ? steps - k0 : chunk, B = n + 1;
+            /* every row starts from the same input to layer l */
+            float *xl = many->x + (int64_t)l * NCm;
+            for (int r = 0; r < B; r++) {
+                memcpy(xl + (int64_t)r * NC1, one->x + (int64_t)l * NC1, sizeof(float) * NC1);
+                for (int t = 0; t < T; t++) many->keymask[r * T + t] = 1.0f;
+                double a = r < n ? alpha[k0 + r] : 0.0;
+                for (int i = 0; i < F; i++) vals[(int64_t)r * F + i] = (float)(a * w[i]);
+                iv[r] = (kn_intervention){ .layer = l, .row = r, .pos = mask_pos, .op = KN_SET, .n = 0,
+                                           .idx = NULL, .val = vals + (int64_t)r * F };
+                wrow[r] = r < n ? 1.0f : 0.0f;
+            }
+            if (bert_forward_from(m, many, l, B, T, head, B, iv, B, err) != 0) goto done;
+            kn_target_objective(many->logits, B, V, tgt, opts->use_log, wrow, pv, dlogits);
+            out->p_zero[li] = pv[n];
+            dffn[l] = dact;
+            if (bert_backward(m, many, dlogits, l, dffn, NULL, err) != 0) goto done;
+            dffn[l] = NULL;
+            for (int r = 0; r < n; r++) {
+                const float *g = dact + ((int64_t)r * T + mask_pos) * F;
+                double wk = weight[k0 + r];
+                for (int i = 0; i < F; i++) grad_acc[i] += wk * g[i];
+            }
+        }
+        double s = 0;
+        float *sc = out->scores + (int64_t)li * F;
+        for (int i = 0; i < F; i++) {
+            sc[i] = (float)(w[i] * grad_acc[i]);
+            s += sc[i];
+        }
+        out->score_sum[li] = s;
+    }
+    rc = 0;
+done:
+    bert_acts_free(one);
+    bert_acts_free(many);
+    free(alpha); free(weight); free(vals); free(iv); free(head); free(tgt); free(wrow); free(dlogits);
+    free(pv); free(dffn); free(dact); free(grad_acc);
+    return rc;
+}
