@@ -63,6 +63,8 @@ typedef struct kn_model {
     char *path;            /* folder it was loaded from, or NULL */
     char weights_file[4096];
     uint64_t generation;   /* bumped on every weight change (edits, training), for caches */
+    struct kn_edit *edits; /* value-slot edits in order of application (edit.h) */
+    int edit_count;
 } kn_model;
 
 /* Reads config.json (Hugging Face BertConfig). Missing keys, wrong types and unsupported

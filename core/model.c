@@ -2,6 +2,7 @@
  * names, loading a checkpoint folder, random initialisation, and saving.
  * The math lives in bert.c; this file only decides where every tensor's floats are. */
 #include "bert.h"
+#include "edit.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -191,6 +192,7 @@ const kn_param *kn_model_param(const kn_model *m, const char *name) {
 
 void kn_model_free(kn_model *m) {
     if (!m) return;
+    kn_edits_free(m);
     st_close(m->st);
     free(m->owned);
     free(m->params);

@@ -1,8 +1,1052 @@
-/* knwb_core.c: Lua bindings of the C engine (module knwb.core). Being written. */
+/* knwb_core.c: the Lua bindings of the C engine (module knwb.core).
+ * Userdata: knwb.Model (a loaded or created BERT), knwb.Scores (a dense [L,F] float matrix that
+ * stays in C: attributions, activations), knwb.Edit (a value-slot edit transaction) and
+ * knwb.Trainer (masked-LM training state). All are checked with luaL_checkudata; a freed model
+ * raises an error instead of crashing, and handles keep their model alive through a user value.
+ * Indices follow the paper and Hugging Face: layers, neurons and token positions count from 0. */
 #include <lauxlib.h>
 #include <lua.h>
 
-int luaopen_knwb_core(lua_State *L) {
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bert.h"
+#include "edit.h"
+#include "ig.h"
+#include "kernels.h"
+#include "objective.h"
+#include "train.h"
+#include "wordpiece.h"
+
+#define MODEL_MT "knwb.Model"
+#define SCORES_MT "knwb.Scores"
+#define EDIT_MT "knwb.Edit"
+#define TRAINER_MT "knwb.Trainer"
+#define MAX_BATCH_ROWS 64
+
+typedef struct lmodel {
+    kn_model *m;
+    bert_acts *acts;   /* reused across calls; grown on demand */
+} lmodel;
+
+typedef struct lscores { int L, F; float v[]; } lscores;
+typedef struct ledit { kn_edit *e; } ledit;
+typedef struct ltrainer { kn_trainer *t; } ltrainer;
+
+/* ------------------------------------------------------------------ helpers */
+
+static int raise_err(lua_State *L, const kn_err *err) { return luaL_error(L, "%s", err->msg); }
+
+static lmodel *check_lmodel(lua_State *L, int idx) {
+    lmodel *lm = luaL_checkudata(L, idx, MODEL_MT);
+    if (!lm->m) luaL_error(L, "bad argument #%d: the model was freed", idx);
+    return lm;
+}
+static kn_model *check_model(lua_State *L, int idx) { return check_lmodel(L, idx)->m; }
+
+static lscores *new_scores(lua_State *L, int rows, int F) {
+    lscores *s = lua_newuserdatauv(L, sizeof(lscores) + sizeof(float) * (size_t)rows * F, 0);
+    s->L = rows;
+    s->F = F;
+    memset(s->v, 0, sizeof(float) * (size_t)rows * F);
+    luaL_setmetatable(L, SCORES_MT);
+    return s;
+}
+
+static int field_int(lua_State *L, int t, const char *k, int def, int required) {
+    int ty = lua_getfield(L, t, k);
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (required) return luaL_error(L, "missing field '%s'", k);
+        return def;
+    }
+    int ok;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok) return luaL_error(L, "field '%s' must be an integer, got %s", k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+static double field_num(lua_State *L, int t, const char *k, double def) {
+    if (lua_getfield(L, t, k) == LUA_TNIL) { lua_pop(L, 1); return def; }
+    int ok;
+    double v = lua_tonumberx(L, -1, &ok);
+    if (!ok) return luaL_error(L, "field '%s' must be a number, got %s", k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Reads the array at stack index t into a fresh int buffer (freed by the caller). */
+static int *read_ints(lua_State *L, int t, const char *what, int *n_out) {
+    t = lua_absindex(L, t);
+    if (!lua_istable(L, t)) { luaL_error(L, "%s must be an array of integers, got %s", what, luaL_typename(L, t)); return NULL; }
+    int n = (int)lua_rawlen(L, t);
+    int *out = malloc(sizeof(int) * (n + 1));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, t, i);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok) { free(out); luaL_error(L, "%s[%d] must be an integer", what, i); return NULL; }
+        out[i - 1] = (int)v;
+    }
+    *n_out = n;
+    return out;
+}
+
+static void push_config(lua_State *L, const bert_config *c) {
+    lua_createtable(L, 0, 10);
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("vocab_size", c->vocab_size); SETI("hidden_size", c->hidden); SETI("num_hidden_layers", c->layers);
+    SETI("num_attention_heads", c->heads); SETI("intermediate_size", c->ffn);
+    SETI("max_position_embeddings", c->max_pos); SETI("type_vocab_size", c->type_vocab);
+#undef SETI
+    lua_pushnumber(L, c->ln_eps);
+    lua_setfield(L, -2, "layer_norm_eps");
+    lua_pushboolean(L, c->do_lower_case);
+    lua_setfield(L, -2, "do_lower_case");
+}
+
+static bert_acts *arena(lua_State *L, lmodel *lm, int B, int T, int P) {
+    bert_acts *a = lm->acts;
+    if (a && a->B >= B && a->T == T && a->P >= P) return a;
+    int nb = B, np = P;
+    if (a && a->T == T) { nb = a->B > B ? a->B : B; np = a->P > P ? a->P : P; }
+    bert_acts_free(a);
+    kn_err err;
+    lm->acts = bert_acts_new(&lm->m->cfg, nb, T, np, &err);
+    if (!lm->acts) raise_err(L, &err);
+    return lm->acts;
+}
+
+/* ------------------------------------------------------------------ model life cycle */
+
+static int l_load(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+    lm->m = NULL;
+    lm->acts = NULL;
+    luaL_setmetatable(L, MODEL_MT);
+    kn_err err;
+    lm->m = kn_model_load(dir, &err);
+    if (!lm->m) return raise_err(L, &err);
+    return 1;
+}
+
+static int l_create(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    bert_config c = { 0 };
+    c.vocab_size = field_int(L, 1, "vocab_size", 0, 0);
+    c.hidden = field_int(L, 1, "hidden_size", 0, 1);
+    c.layers = field_int(L, 1, "num_hidden_layers", 0, 1);
+    c.heads = field_int(L, 1, "num_attention_heads", 0, 1);
+    c.ffn = field_int(L, 1, "intermediate_size", 0, 1);
+    c.max_pos = field_int(L, 1, "max_position_embeddings", 512, 0);
+    c.type_vocab = field_int(L, 1, "type_vocab_size", 2, 0);
+    c.ln_eps = (float)field_num(L, 1, "layer_norm_eps", 1e-12);
+    lua_Integer seed = luaL_optinteger(L, 2, 0);
+    const char *vocab_path = luaL_optstring(L, 3, NULL);
+    kn_err err;
+    kn_vocab *v = NULL;
+    if (lua_getfield(L, 1, "do_lower_case") != LUA_TNIL) c.do_lower_case = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (vocab_path) {
+        v = kn_vocab_load(vocab_path, c.do_lower_case, &err);
+        if (!v) return raise_err(L, &err);
+        if (c.vocab_size == 0) c.vocab_size = kn_vocab_size(v);
+    }
+    lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+    lm->m = NULL;
+    lm->acts = NULL;
+    luaL_setmetatable(L, MODEL_MT);
+    lm->m = kn_model_create(&c, (uint64_t)seed, v, &err);
+    if (!lm->m) { kn_vocab_free(v); return raise_err(L, &err); }
+    return 1;
+}
+
+static int m_free(lua_State *L) {
+    lmodel *lm = luaL_checkudata(L, 1, MODEL_MT);
+    bert_acts_free(lm->acts);
+    lm->acts = NULL;
+    kn_model_free(lm->m);
+    lm->m = NULL;
+    return 0;
+}
+
+static int m_tostring(lua_State *L) {
+    lmodel *lm = luaL_checkudata(L, 1, MODEL_MT);
+    if (!lm->m) { lua_pushliteral(L, "knwb.Model (freed)"); return 1; }
+    const bert_config *c = &lm->m->cfg;
+    lua_pushfstring(L, "knwb.Model (%s: %d layers, hidden %d, %d heads, FFN %d, vocab %d)",
+                    lm->m->path ? lm->m->path : "created", c->layers, c->hidden, c->heads, c->ffn, c->vocab_size);
+    return 1;
+}
+
+static int m_save(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    kn_err err;
+    if (kn_model_save(m, dir, &err) != 0) return raise_err(L, &err);
+    return 0;
+}
+
+static int m_config(lua_State *L) { push_config(L, &check_model(L, 1)->cfg); return 1; }
+
+static int m_info(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, m->path ? m->path : "");
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, m->weights_file);
+    lua_setfield(L, -2, "weights_file");
+    lua_pushinteger(L, m->nweights);
+    lua_setfield(L, -2, "parameters");
+    lua_pushinteger(L, (lua_Integer)m->generation);
+    lua_setfield(L, -2, "generation");
+    return 1;
+}
+
+/* ------------------------------------------------------------------ tokenizer */
+
+static kn_vocab *check_vocab(lua_State *L, kn_model *m) {
+    if (!m->vocab) luaL_error(L, "the model has no vocabulary (create it with a vocab.txt)");
+    return m->vocab;
+}
+
+static int *tokenize(lua_State *L, kn_model *m, const char *text, int *n) {
+    kn_vocab *v = check_vocab(L, m);
+    kn_err err;
+    int cap = 64;
+    int *ids = malloc(sizeof(int) * cap);
+    int got = kn_tokenize(v, text, ids, cap, &err);
+    if (got > cap) {
+        free(ids);
+        ids = malloc(sizeof(int) * got);
+        got = kn_tokenize(v, text, ids, got, &err);
+    }
+    if (got < 0) { free(ids); raise_err(L, &err); return NULL; }
+    *n = got;
+    return ids;
+}
+
+static int m_tokenize(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    const char *text = luaL_checkstring(L, 2);
+    int n;
+    int *ids = tokenize(L, m, text, &n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) { lua_pushinteger(L, ids[i]); lua_rawseti(L, -2, i + 1); }
+    free(ids);
+    return 1;
+}
+
+/* encode(text [, need_mask=true]) -> ids with [CLS] .. [SEP], mask position (0-based) */
+static int m_encode(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    const char *text = luaL_checkstring(L, 2);
+    int need_mask = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+    int n;
+    int *ids = tokenize(L, m, text, &n);
+    kn_vocab *v = m->vocab;
+    int mask_id = kn_vocab_special(v, KN_TOK_MASK), mask = -1, masks = 0;
+    for (int i = 0; i < n; i++) if (ids[i] == mask_id) { masks++; if (mask < 0) mask = i + 1; }
+    if (n + 2 > m->cfg.max_pos) {
+        free(ids);
+        return luaL_error(L, "prompt is %d tokens with [CLS]/[SEP], over max_position_embeddings %d: \"%s\"", n + 2, m->cfg.max_pos, text);
+    }
+    if (need_mask && masks != 1) {
+        free(ids);
+        if (masks == 0) return luaL_error(L, "prompt has no [MASK] token: \"%s\"", text);
+        return luaL_error(L, "prompt has %d [MASK] tokens, knwb needs exactly one: \"%s\"", masks, text);
+    }
+    lua_createtable(L, n + 2, 0);
+    lua_pushinteger(L, kn_vocab_special(v, KN_TOK_CLS));
+    lua_rawseti(L, -2, 1);
+    for (int i = 0; i < n; i++) { lua_pushinteger(L, ids[i]); lua_rawseti(L, -2, i + 2); }
+    lua_pushinteger(L, kn_vocab_special(v, KN_TOK_SEP));
+    lua_rawseti(L, -2, n + 2);
+    free(ids);
+    if (mask >= 0) lua_pushinteger(L, mask); else lua_pushnil(L);
+    return 2;
+}
+
+static int m_id(lua_State *L) {
+    kn_vocab *v = check_vocab(L, check_model(L, 1));
+    int id = kn_vocab_id(v, luaL_checkstring(L, 2));
+    if (id < 0) lua_pushnil(L); else lua_pushinteger(L, id);
+    return 1;
+}
+
+static int m_token(lua_State *L) {
+    kn_vocab *v = check_vocab(L, check_model(L, 1));
+    lua_Integer id = luaL_checkinteger(L, 2);
+    const char *t = kn_vocab_token(v, (int)id);
+    if (!t) return luaL_error(L, "bad argument #1 to 'token' (token id %d out of range [0, %d))", (int)id, kn_vocab_size(v));
+    lua_pushstring(L, t);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ batched scoring */
+
+typedef struct item { int *ids; int T; int mask; int target; } item;
+
+static void free_items(item *it, int n) {
+    for (int i = 0; i < n; i++) free(it[i].ids);
+    free(it);
+}
+
+/* Reads items {ids=, mask=, target=} from the array at index t. */
+static item *read_items(lua_State *L, int t, kn_model *m, int *n_out, int need_target) {
+    luaL_checktype(L, t, LUA_TTABLE);
+    int n = (int)lua_rawlen(L, t);
+    item *it = calloc(n + 1, sizeof *it);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, t, i + 1);
+        if (!lua_istable(L, -1)) { free_items(it, i); luaL_error(L, "item %d must be a table {ids=, mask=, target=}", i + 1); }
+        int top = lua_gettop(L);
+        lua_getfield(L, top, "ids");
+        char what[48];
+        snprintf(what, sizeof what, "item %d ids", i + 1);
+        it[i].ids = read_ints(L, -1, what, &it[i].T);
+        lua_pop(L, 1);
+        it[i].mask = field_int(L, top, "mask", -1, 1);
+        it[i].target = field_int(L, top, "target", -1, need_target);
+        lua_pop(L, 1);
+        const char *bad = NULL;
+        if (it[i].T < 1 || it[i].T > m->cfg.max_pos) bad = "length";
+        else if (it[i].mask < 0 || it[i].mask >= it[i].T) bad = "mask";
+        else if (need_target && (it[i].target < 0 || it[i].target >= m->cfg.vocab_size)) bad = "target";
+        if (bad) {
+            int T = it[i].T, mk = it[i].mask, tg = it[i].target;
+            free_items(it, i + 1);
+            if (bad[0] == 'l') luaL_error(L, "item %d: %d tokens, allowed 1..%d", i + 1, T, m->cfg.max_pos);
+            if (bad[0] == 'm') luaL_error(L, "item %d: mask position %d out of range [0, %d)", i + 1, mk, T);
+            luaL_error(L, "item %d: target id %d out of range [0, %d)", i + 1, tg, m->cfg.vocab_size);
+        }
+    }
+    *n_out = n;
+    return it;
+}
+
+/* Interventions from Lua: { {layer=, neurons={...}|nil (all), op="set"|"scale"|"add",
+ * value=number | values={...}, pos="mask"|"all"|integer}, ... }. "mask" (the default) expands
+ * to one intervention per row at that row's mask position. */
+typedef struct ivspec { int layer, n, pos_kind, pos; enum kn_iop op; int *idx; float *val; float scalar; } ivspec;
+
+static ivspec *read_ivspecs(lua_State *L, int t, kn_model *m, int *n_out) {
+    *n_out = 0;
+    if (lua_isnoneornil(L, t)) return NULL;
+    luaL_checktype(L, t, LUA_TTABLE);
+    int n = (int)lua_rawlen(L, t);
+    ivspec *s = calloc(n + 1, sizeof *s);
+    for (int j = 0; j < n; j++) {
+        lua_rawgeti(L, t, j + 1);
+        int top = lua_gettop(L);
+        if (!lua_istable(L, top)) luaL_error(L, "intervention %d must be a table", j + 1);
+        s[j].layer = field_int(L, top, "layer", 0, 1);
+        if (s[j].layer < 0 || s[j].layer >= m->cfg.layers)
+            luaL_error(L, "intervention %d: layer %d out of range [0, %d)", j + 1, s[j].layer, m->cfg.layers);
+        lua_getfield(L, top, "op");
+        const char *op = luaL_optstring(L, -1, "set");
+        if (strcmp(op, "set") == 0) s[j].op = KN_SET;
+        else if (strcmp(op, "scale") == 0) s[j].op = KN_SCALE;
+        else if (strcmp(op, "add") == 0) s[j].op = KN_ADD;
+        else luaL_error(L, "intervention %d: op \"%s\" is not one of set, scale, add", j + 1, op);
+        lua_pop(L, 1);
+        if (lua_getfield(L, top, "neurons") != LUA_TNIL) {
+            char what[48];
+            snprintf(what, sizeof what, "intervention %d neurons", j + 1);
+            s[j].idx = read_ints(L, -1, what, &s[j].n);
+            for (int k = 0; k < s[j].n; k++)
+                if (s[j].idx[k] < 0 || s[j].idx[k] >= m->cfg.ffn)
+                    luaL_error(L, "intervention %d: neuron %d out of range [0, %d)", j + 1, s[j].idx[k], m->cfg.ffn);
+        }
+        lua_pop(L, 1);
+        int width = s[j].n ? s[j].n : m->cfg.ffn;
+        if (lua_getfield(L, top, "values") != LUA_TNIL) {
+            int nv = (int)lua_rawlen(L, -1);
+            if (nv != width) luaL_error(L, "intervention %d: %d values for %d neurons", j + 1, nv, width);
+            s[j].val = malloc(sizeof(float) * width);
+            for (int k = 0; k < width; k++) {
+                lua_rawgeti(L, -1, k + 1);
+                s[j].val[k] = (float)lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+        s[j].scalar = (float)field_num(L, top, "value", s[j].op == KN_SCALE ? 1.0 : 0.0);
+        lua_getfield(L, top, "pos");
+        if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mask") == 0)) s[j].pos_kind = 0;
+        else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0) s[j].pos_kind = 1;
+        else if (lua_isinteger(L, -1)) { s[j].pos_kind = 2; s[j].pos = (int)lua_tointeger(L, -1); }
+        else luaL_error(L, "intervention %d: pos must be \"mask\", \"all\" or a position", j + 1);
+        lua_pop(L, 2);
+    }
+    *n_out = n;
+    return s;
+}
+
+static void free_ivspecs(ivspec *s, int n) {
+    for (int j = 0; j < n; j++) { free(s[j].idx); free(s[j].val); }
+    free(s);
+}
+
+/* Expands specs for a chunk of B rows into engine interventions. */
+static int expand_iv(const ivspec *s, int ns, const item *rows, int B, kn_intervention *out) {
+    int k = 0;
+    for (int j = 0; j < ns; j++) {
+        kn_intervention base = { .layer = s[j].layer, .row = -1, .pos = -1, .op = s[j].op, .n = s[j].n,
+                                 .idx = s[j].idx, .val = s[j].val, .scalar = s[j].scalar };
+        if (s[j].pos_kind == 0) {
+            for (int b = 0; b < B; b++) { out[k] = base; out[k].row = b; out[k].pos = rows[b].mask; k++; }
+        } else {
+            out[k] = base;
+            if (s[j].pos_kind == 2) out[k].pos = s[j].pos;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Runs items in chunks; for each chunk calls back with the arena filled (logits at mask rows). */
+typedef void (*chunk_fn)(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int Tmax, void *ud);
+
+static void run_chunks(lua_State *L, lmodel *lm, item *it, int n, const ivspec *iv, int niv, int batch, chunk_fn fn, void *ud) {
+    kn_model *m = lm->m;
+    if (batch < 1 || batch > MAX_BATCH_ROWS) batch = MAX_BATCH_ROWS;
+    int pad = m->vocab ? kn_vocab_special(m->vocab, KN_TOK_PAD) : 0;
+    int *ids = malloc(sizeof(int) * batch * m->cfg.max_pos), *attn = malloc(sizeof(int) * batch * m->cfg.max_pos);
+    int *head = malloc(sizeof(int) * batch);
+    kn_intervention *kiv = malloc(sizeof *kiv * (niv * batch + 1));
+    for (int first = 0; first < n; first += batch) {
+        int B = n - first < batch ? n - first : batch, T = 0;
+        for (int b = 0; b < B; b++) if (it[first + b].T > T) T = it[first + b].T;
+        for (int b = 0; b < B; b++) {
+            const item *x = &it[first + b];
+            for (int t = 0; t < T; t++) {
+                ids[b * T + t] = t < x->T ? x->ids[t] : pad;
+                attn[b * T + t] = t < x->T;
+            }
+            head[b] = b * T + x->mask;
+        }
+        for (int j = 0; j < niv; j++)
+            if (iv[j].pos_kind == 2 && iv[j].pos >= T) {
+                free(ids); free(attn); free(head); free(kiv);
+                luaL_error(L, "intervention %d: position %d out of range [0, %d)", j + 1, iv[j].pos, T);
+            }
+        int nk = expand_iv(iv, niv, it + first, B, kiv);
+        bert_acts *a = arena(L, lm, batch, T, batch);
+        kn_err err;
+        if (bert_forward(m, a, ids, NULL, attn, B, T, head, B, kiv, nk, &err) != 0) {
+            free(ids); free(attn); free(head); free(kiv);
+            raise_err(L, &err);
+        }
+        fn(L, m, a, it, first, B, T, ud);
+    }
+    free(ids); free(attn); free(head); free(kiv);
+}
+
+typedef struct score_ud { int topk, table; } score_ud;
+
+static void score_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int T, void *vud) {
+    (void)T;
+    score_ud *ud = vud;
+    int V = m->cfg.vocab_size;
+    float *probs = malloc(sizeof(float) * V);
+    for (int b = 0; b < B; b++) {
+        const item *x = &it[first + b];
+        const float *row = a->logits + (int64_t)b * V;
+        softmax_row(probs, row, V);
+        lua_createtable(L, 0, 6);
+        int best = 0;
+        for (int i = 1; i < V; i++) if (probs[i] > probs[best]) best = i;
+        lua_pushinteger(L, best);
+        lua_setfield(L, -2, "top1");
+        lua_pushnumber(L, probs[best]);
+        lua_setfield(L, -2, "top1_p");
+        if (x->target >= 0) {
+            double lv;
+            kn_target_objective(row, 1, V, &x->target, 1, NULL, &lv, NULL);
+            lua_pushnumber(L, exp(lv));
+            lua_setfield(L, -2, "p");
+            lua_pushnumber(L, lv);
+            lua_setfield(L, -2, "logp");
+            int rank = 1;
+            for (int i = 0; i < V; i++) rank += probs[i] > probs[x->target];
+            lua_pushinteger(L, rank);
+            lua_setfield(L, -2, "rank");
+        }
+        if (ud->topk > 0) {
+            int k = ud->topk < V ? ud->topk : V;
+            lua_createtable(L, k, 0);
+            lua_createtable(L, k, 0);
+            char *taken = calloc(V, 1);
+            for (int r = 0; r < k; r++) {
+                int arg = -1;
+                for (int i = 0; i < V; i++) if (!taken[i] && (arg < 0 || probs[i] > probs[arg])) arg = i;
+                taken[arg] = 1;
+                lua_pushinteger(L, arg);
+                lua_rawseti(L, -3, r + 1);
+                lua_pushnumber(L, probs[arg]);
+                lua_rawseti(L, -2, r + 1);
+            }
+            free(taken);
+            lua_setfield(L, -3, "top_p");
+            lua_setfield(L, -2, "top");
+        }
+        lua_rawseti(L, ud->table, first + b + 1);
+    }
+    free(probs);
+}
+
+/* model:score(items [, {interventions=, topk=, batch=}]) -> { {p=, logp=, rank=, top1=, top1_p=, top=, top_p=}, ... } */
+static int m_score(lua_State *L) {
+    lmodel *lm = check_lmodel(L, 1);
+    int n, niv = 0;
+    item *it = read_items(L, 2, lm->m, &n, 0);
+    score_ud ud = { 0, 0 };
+    ivspec *iv = NULL;
+    int batch = MAX_BATCH_ROWS;
+    if (lua_istable(L, 3)) {
+        ud.topk = field_int(L, 3, "topk", 0, 0);
+        batch = field_int(L, 3, "batch", MAX_BATCH_ROWS, 0);
+        lua_getfield(L, 3, "interventions");
+        iv = read_ivspecs(L, lua_gettop(L), lm->m, &niv);
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, n, 0);
+    ud.table = lua_gettop(L);
+    run_chunks(L, lm, it, n, iv, niv, batch, score_chunk, &ud);
+    free_items(it, n);
+    free_ivspecs(iv, niv);
+    return 1;
+}
+
+typedef struct capture_ud { lscores **out; } capture_ud;
+
+static void capture_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int T, void *vud) {
+    (void)L; (void)it;
+    capture_ud *ud = vud;
+    int F = m->cfg.ffn, Lyr = m->cfg.layers;
+    int64_t NF = (int64_t)a->B * a->T * F;
+    for (int b = 0; b < B; b++) {
+        lscores *s = ud->out[first + b];
+        for (int l = 0; l < Lyr; l++)
+            memcpy(s->v + (int64_t)l * F, a->ffn_act + l * NF + ((int64_t)b * T + it[first + b].mask) * F, sizeof(float) * F);
+    }
+}
+
+/* model:capture(items [, {interventions=}]) -> { Scores[L,F] of ffn.act at each item's mask } */
+static int m_capture(lua_State *L) {
+    lmodel *lm = check_lmodel(L, 1);
+    int n, niv = 0;
+    item *it = read_items(L, 2, lm->m, &n, 0);
+    ivspec *iv = NULL;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "interventions");
+        iv = read_ivspecs(L, lua_gettop(L), lm->m, &niv);
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, n, 0);
+    int tbl = lua_gettop(L);
+    lscores **out = malloc(sizeof *out * (n + 1));
+    for (int i = 0; i < n; i++) {
+        out[i] = new_scores(L, lm->m->cfg.layers, lm->m->cfg.ffn);
+        lua_rawseti(L, tbl, i + 1);
+    }
+    capture_ud ud = { out };
+    run_chunks(L, lm, it, n, iv, niv, MAX_BATCH_ROWS, capture_chunk, &ud);
+    free(out);
+    free_items(it, n);
+    free_ivspecs(iv, niv);
+    return 1;
+}
+
+/* model:gradient(item, layer [, {log=bool, interventions=}]) -> grad table [F] (d P or d log P
+ * w.r.t. ffn.act of that layer at the mask position), value */
+static int m_gradient(lua_State *L) {
+    lmodel *lm = check_lmodel(L, 1);
+    kn_model *m = lm->m;
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1);
+    int n, niv = 0;
+    item *it = read_items(L, lua_gettop(L), m, &n, 1);
+    int layer = (int)luaL_checkinteger(L, 3);
+    if (layer < 0 || layer >= m->cfg.layers) {
+        free_items(it, n);
+        return luaL_error(L, "bad argument #2 to 'gradient' (layer %d out of range [0, %d))", layer, m->cfg.layers);
+    }
+    int use_log = 0;
+    ivspec *iv = NULL;
+    if (lua_istable(L, 4)) {
+        lua_getfield(L, 4, "log");
+        use_log = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, 4, "interventions");
+        iv = read_ivspecs(L, lua_gettop(L), m, &niv);
+        lua_pop(L, 1);
+    }
+    int T = it[0].T, F = m->cfg.ffn, V = m->cfg.vocab_size;
+    bert_acts *a = arena(L, lm, 1, T, 1);
+    kn_intervention *kiv = malloc(sizeof *kiv * (niv + 1));
+    int nk = expand_iv(iv, niv, it, 1, kiv);
+    int head = it[0].mask;
+    kn_err err;
+    float *dlogits = malloc(sizeof(float) * V), *dffn = malloc(sizeof(float) * (size_t)T * F);
+    float **dl = calloc(m->cfg.layers, sizeof(float *));
+    dl[layer] = dffn;
+    double val = 0;
+    int rc = bert_forward(m, a, it[0].ids, NULL, NULL, 1, T, &head, 1, kiv, nk, &err);
+    if (rc == 0) {
+        kn_target_objective(a->logits, 1, V, &it[0].target, use_log, NULL, &val, dlogits);
+        rc = bert_backward(m, a, dlogits, layer, dl, NULL, &err);
+    }
+    if (rc == 0) {
+        lua_createtable(L, F, 0);
+        for (int i = 0; i < F; i++) { lua_pushnumber(L, dffn[(int64_t)head * F + i]); lua_rawseti(L, -2, i + 1); }
+        lua_pushnumber(L, val);
+    }
+    free(dlogits); free(dffn); free(dl); free(kiv);
+    free_items(it, n);
+    free_ivspecs(iv, niv);
+    if (rc != 0) return raise_err(L, &err);
+    return 2;
+}
+
+/* model:attribute(item [, {steps=20, quadrature="left", batch=0, log=false, layers={...}}])
+ *   -> scores Scores[L,F], acts Scores[L,F], info {p_full, p_zero={}, sum={}, delta={}} */
+static int m_attribute(lua_State *L) {
+    lmodel *lm = check_lmodel(L, 1);
+    kn_model *m = lm->m;
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1);
+    int n;
+    item *it = read_items(L, lua_gettop(L), m, &n, 1);
+    kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0 };
+    int nl = m->cfg.layers, *layers = NULL;
+    if (lua_istable(L, 3)) {
+        o.steps = field_int(L, 3, "steps", 20, 0);
+        o.batch = field_int(L, 3, "batch", 0, 0);
+        lua_getfield(L, 3, "quadrature");
+        const char *q = luaL_optstring(L, -1, "left");
+        int qi = kn_quadrature_parse(q);
+        if (qi < 0) { free_items(it, n); return luaL_error(L, "quadrature \"%s\" is not one of left, right, midpoint, trapezoid, gauss", q); }
+        o.quad = qi;
+        lua_pop(L, 1);
+        lua_getfield(L, 3, "log");
+        o.use_log = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "layers") != LUA_TNIL) layers = read_ints(L, -1, "layers", &nl);
+        lua_pop(L, 1);
+    }
+    if (!layers) {
+        layers = malloc(sizeof(int) * nl);
+        for (int l = 0; l < nl; l++) layers[l] = l;
+    }
+    if (o.steps < 1 || o.steps > 10000) { free(layers); free_items(it, n); return luaL_error(L, "steps %d out of range [1, 10000]", o.steps); }
+    int F = m->cfg.ffn;
+    lscores *sc = new_scores(L, nl, F);
+    lscores *ac = new_scores(L, nl, F);
+    double *pz = malloc(sizeof(double) * nl), *sum = malloc(sizeof(double) * nl);
+    kn_ig_out out = { sc->v, ac->v, 0, pz, sum };
+    kn_err err;
+    int rc = kn_ig(m, it[0].ids, NULL, it[0].T, it[0].mask, it[0].target, layers, nl, &o, &out, &err);
+    if (rc == 0) {
+        lua_createtable(L, 0, 4);
+        lua_pushnumber(L, out.p_full);
+        lua_setfield(L, -2, "p_full");
+        const char *keys[] = { "p_zero", "sum", "delta" };
+        for (int k = 0; k < 3; k++) {
+            lua_createtable(L, nl, 0);
+            for (int l = 0; l < nl; l++) {
+                double v = k == 0 ? pz[l] : k == 1 ? sum[l] : sum[l] - (out.p_full - pz[l]);
+                lua_pushnumber(L, v);
+                lua_rawseti(L, -2, l + 1);
+            }
+            lua_setfield(L, -2, keys[k]);
+        }
+    }
+    free(pz); free(sum); free(layers);
+    free_items(it, n);
+    if (rc != 0) return raise_err(L, &err);
+    return 3;
+}
+
+/* ------------------------------------------------------------------ value slots and edits */
+
+static int m_slot(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3), C = m->cfg.hidden;
+    float *col = malloc(sizeof(float) * C);
+    kn_err err;
+    if (kn_slot_get(m, l, i, col, &err) != 0) { free(col); return raise_err(L, &err); }
+    lua_createtable(L, C, 0);
+    for (int r = 0; r < C; r++) { lua_pushnumber(L, col[r]); lua_rawseti(L, -2, r + 1); }
+    free(col);
+    return 1;
+}
+
+static int m_embedding(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    if (id < 0 || id >= m->cfg.vocab_size)
+        return luaL_error(L, "bad argument #1 to 'embedding' (token id %d out of range [0, %d))", (int)id, m->cfg.vocab_size);
+    int C = m->cfg.hidden;
+    lua_createtable(L, C, 0);
+    for (int r = 0; r < C; r++) { lua_pushnumber(L, m->w.word_emb[(int64_t)id * C + r]); lua_rawseti(L, -2, r + 1); }
+    return 1;
+}
+
+static void push_edit_info(lua_State *L, const kn_edit *e) {
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, e->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, e->label);
+    lua_setfield(L, -2, "label");
+    lua_pushboolean(L, e->active);
+    lua_setfield(L, -2, "active");
+    lua_createtable(L, e->n, 0);
+    for (int j = 0; j < e->n; j++) {
+        lua_createtable(L, 2, 0);
+        lua_pushinteger(L, e->layer[j]);
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, e->slot[j]);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_setfield(L, -2, "neurons");
+}
+
+/* model:edit({ {layer=, neuron=, vector={C floats}}, ... } [, label]) -> Edit */
+static int m_edit(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *label = luaL_optstring(L, 3, "");
+    int n = (int)lua_rawlen(L, 2), C = m->cfg.hidden;
+    if (n < 1) return luaL_error(L, "bad argument #1 to 'edit' (an edit needs at least one value slot, got 0 neurons)");
+    int *layers = malloc(sizeof(int) * n), *slots = malloc(sizeof(int) * n);
+    float *cols = malloc(sizeof(float) * (size_t)n * C);
+    for (int j = 0; j < n; j++) {
+        lua_rawgeti(L, 2, j + 1);
+        int top = lua_gettop(L);
+        if (!lua_istable(L, top)) { free(layers); free(slots); free(cols); return luaL_error(L, "edit entry %d must be a table {layer=, neuron=, vector=}", j + 1); }
+        layers[j] = field_int(L, top, "layer", -1, 1);
+        slots[j] = field_int(L, top, "neuron", -1, 1);
+        lua_getfield(L, top, "vector");
+        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != C) {
+            free(layers); free(slots); free(cols);
+            return luaL_error(L, "edit entry %d: vector must be an array of %d numbers (the hidden size)", j + 1, C);
+        }
+        for (int r = 0; r < C; r++) {
+            lua_rawgeti(L, -1, r + 1);
+            cols[(int64_t)j * C + r] = (float)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    kn_err err;
+    kn_edit *e = kn_edit_slots(m, n, layers, slots, cols, label, &err);
+    free(layers); free(slots); free(cols);
+    if (!e) return raise_err(L, &err);
+    ledit *le = lua_newuserdatauv(L, sizeof *le, 1);
+    le->e = e;
+    luaL_setmetatable(L, EDIT_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int m_edits(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    int all = lua_toboolean(L, 2);
     lua_newtable(L);
+    int k = 0;
+    for (kn_edit *e = kn_edits(m); e; e = e->next) {
+        if (!e->active && !all) continue;
+        push_edit_info(L, e);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
+static kn_edit *check_edit(lua_State *L, int idx, kn_model **mp) {
+    ledit *le = luaL_checkudata(L, idx, EDIT_MT);
+    lua_getiuservalue(L, idx, 1);
+    lmodel *lm = luaL_checkudata(L, -1, MODEL_MT);
+    if (!lm->m) luaL_error(L, "edit handle used after its model was freed");
+    lua_pop(L, 1);
+    *mp = lm->m;
+    return le->e;
+}
+
+static int e_undo(lua_State *L) {
+    kn_model *m;
+    kn_edit *e = check_edit(L, 1, &m);
+    kn_err err;
+    if (kn_edit_undo(m, e, &err) != 0) return raise_err(L, &err);
+    return 0;
+}
+
+static int e_info(lua_State *L) {
+    kn_model *m;
+    push_edit_info(L, check_edit(L, 1, &m));
+    return 1;
+}
+
+/* new and old value-slot columns: { {layer, neuron, old={}, new={}} ... } for the journal */
+static int e_columns(lua_State *L) {
+    kn_model *m;
+    kn_edit *e = check_edit(L, 1, &m);
+    int C = m->cfg.hidden;
+    lua_createtable(L, e->n, 0);
+    for (int j = 0; j < e->n; j++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, e->layer[j]);
+        lua_setfield(L, -2, "layer");
+        lua_pushinteger(L, e->slot[j]);
+        lua_setfield(L, -2, "neuron");
+        for (int w = 0; w < 2; w++) {
+            const float *col = (w ? e->new_cols : e->old_cols) + (int64_t)j * C;
+            lua_createtable(L, C, 0);
+            for (int r = 0; r < C; r++) { lua_pushnumber(L, col[r]); lua_rawseti(L, -2, r + 1); }
+            lua_setfield(L, -2, w ? "new" : "old");
+        }
+        lua_rawseti(L, -2, j + 1);
+    }
+    return 1;
+}
+
+static int e_tostring(lua_State *L) {
+    ledit *le = luaL_checkudata(L, 1, EDIT_MT);
+    lua_getiuservalue(L, 1, 1);
+    lmodel *lm = lua_touserdata(L, -1);
+    if (!lm || !lm->m) { lua_pushliteral(L, "knwb.Edit (model freed)"); return 1; }
+    lua_pushfstring(L, "knwb.Edit %d (%s, %d slots, %s)", le->e->id, le->e->label, le->e->n, le->e->active ? "active" : "undone");
+    return 1;
+}
+
+/* ------------------------------------------------------------------ scores */
+
+static lscores *check_scores(lua_State *L, int i) { return luaL_checkudata(L, i, SCORES_MT); }
+
+static int l_scores(lua_State *L) {
+    int rows = (int)luaL_checkinteger(L, 1), F = (int)luaL_checkinteger(L, 2);
+    if (rows < 1 || F < 1 || (int64_t)rows * F > (1 << 28)) return luaL_error(L, "scores: bad shape [%d, %d]", rows, F);
+    lscores *s = new_scores(L, rows, F);
+    if (lua_isstring(L, 3)) {
+        size_t len;
+        const char *b = lua_tolstring(L, 3, &len);
+        if (len != sizeof(float) * (size_t)rows * F)
+            return luaL_error(L, "scores: %d bytes do not hold a [%d, %d] float matrix (%d bytes)", (int)len, rows, F,
+                              (int)(sizeof(float) * rows * F));
+        memcpy(s->v, b, len);
+    }
+    return 1;
+}
+
+static int s_shape(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    lua_pushinteger(L, s->L);
+    lua_pushinteger(L, s->F);
+    return 2;
+}
+
+static int s_get(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    lua_Integer l = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
+    if (l < 0 || l >= s->L) return luaL_error(L, "bad argument #1 to 'get' (layer %d out of range [0, %d))", (int)l, s->L);
+    if (i < 0 || i >= s->F) return luaL_error(L, "bad argument #2 to 'get' (neuron %d out of range [0, %d))", (int)i, s->F);
+    lua_pushnumber(L, s->v[(int64_t)l * s->F + i]);
+    return 1;
+}
+
+static int s_max(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    int64_t n = (int64_t)s->L * s->F, best = 0;
+    for (int64_t j = 1; j < n; j++) if (s->v[j] > s->v[best]) best = j;
+    lua_pushnumber(L, s->v[best]);
+    lua_pushinteger(L, best / s->F);
+    lua_pushinteger(L, best % s->F);
+    return 3;
+}
+
+/* s:above(threshold) -> { {layer, neuron, score}, ... } for every entry >= threshold, in
+ * layer-major order (the official code's order) */
+static int s_above(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    double t = luaL_checknumber(L, 2);
+    lua_newtable(L);
+    int k = 0;
+    for (int l = 0; l < s->L; l++)
+        for (int i = 0; i < s->F; i++) {
+            float v = s->v[(int64_t)l * s->F + i];
+            if (v >= t) {
+                lua_createtable(L, 3, 0);
+                lua_pushinteger(L, l); lua_rawseti(L, -2, 1);
+                lua_pushinteger(L, i); lua_rawseti(L, -2, 2);
+                lua_pushnumber(L, v); lua_rawseti(L, -2, 3);
+                lua_rawseti(L, -2, ++k);
+            }
+        }
+    return 1;
+}
+
+static int s_row(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    lua_Integer l = luaL_checkinteger(L, 2);
+    if (l < 0 || l >= s->L) return luaL_error(L, "bad argument #1 to 'row' (layer %d out of range [0, %d))", (int)l, s->L);
+    lua_createtable(L, s->F, 0);
+    for (int i = 0; i < s->F; i++) { lua_pushnumber(L, s->v[(int64_t)l * s->F + i]); lua_rawseti(L, -2, i + 1); }
+    return 1;
+}
+
+static int s_tobytes(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    lua_pushlstring(L, (const char *)s->v, sizeof(float) * (size_t)s->L * s->F);
+    return 1;
+}
+
+static int s_tostring(lua_State *L) {
+    lscores *s = check_scores(L, 1);
+    lua_pushfstring(L, "knwb.Scores [%d, %d]", s->L, s->F);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ training */
+
+static int l_trainer(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int B = field_int(L, 2, "batch", 0, 1), T = field_int(L, 2, "seq", 0, 1), P = field_int(L, 2, "rows", 0, 1);
+    double wd = field_num(L, 2, "weight_decay", 0.01);
+    if (B < 1 || T < 2 || T > m->cfg.max_pos || P < 1 || P > B * T)
+        return luaL_error(L, "trainer: batch %d, seq %d, rows %d out of range (seq <= %d, rows <= batch*seq)", B, T, P, m->cfg.max_pos);
+    ltrainer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
+    lt->t = NULL;
+    luaL_setmetatable(L, TRAINER_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    kn_err err;
+    lt->t = kn_trainer_new(m, B, T, P, (float)wd, &err);
+    if (!lt->t) return raise_err(L, &err);
+    return 1;
+}
+
+static kn_trainer *check_trainer(lua_State *L, int idx) {
+    ltrainer *lt = luaL_checkudata(L, idx, TRAINER_MT);
+    if (!lt->t) luaL_error(L, "the trainer was freed");
+    lua_getiuservalue(L, idx, 1);
+    lmodel *lm = luaL_checkudata(L, -1, MODEL_MT);
+    if (!lm->m) luaL_error(L, "trainer used after its model was freed");
+    lua_pop(L, 1);
+    return lt->t;
+}
+
+/* trainer:step{ids=flat[B*T], attn=flat (optional), B=, T=, rows=flat (0-based b*T+t), labels=, lr=, clip=, smoothing=}
+ *   -> loss, correct, labelled, grad_norm */
+static int t_step(lua_State *L) {
+    kn_trainer *t = check_trainer(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int B = field_int(L, 2, "B", 0, 1), T = field_int(L, 2, "T", 0, 1);
+    if (B < 1 || T < 1 || B > t->acts->B || T > t->acts->T)
+        return luaL_error(L, "batch %d x %d exceeds the trainer's %d x %d", B, T, t->acts->B, t->acts->T);
+    int n_ids, n_attn = 0, n_rows, n_labels;
+    lua_getfield(L, 2, "ids");
+    int *ids = read_ints(L, -1, "ids", &n_ids);
+    lua_pop(L, 1);
+    int *attn = NULL;
+    if (lua_getfield(L, 2, "attn") != LUA_TNIL) attn = read_ints(L, -1, "attn", &n_attn);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "rows");
+    int *rows = read_ints(L, -1, "rows", &n_rows);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "labels");
+    int *labels = read_ints(L, -1, "labels", &n_labels);
+    lua_pop(L, 1);
+    float lr = (float)field_num(L, 2, "lr", 1e-3), clip = (float)field_num(L, 2, "clip", 1.0), sm = (float)field_num(L, 2, "smoothing", 0);
+    const char *bad = NULL;
+    if (n_ids != B * T) bad = "ids must hold B*T entries";
+    else if (attn && n_attn != B * T) bad = "attn must hold B*T entries";
+    else if (n_rows != n_labels) bad = "rows and labels differ in length";
+    else if (n_rows > t->acts->P) bad = "more labelled rows than the trainer was made for";
+    kn_err err;
+    kn_step_stats st;
+    int rc = bad ? -1 : kn_train_step(t, ids, NULL, attn, B, T, rows, labels, n_rows, lr, clip, sm, &st, &err);
+    free(ids); free(attn); free(rows); free(labels);
+    if (bad) return luaL_error(L, "trainer:step: %s", bad);
+    if (rc != 0) return raise_err(L, &err);
+    lua_pushnumber(L, st.loss);
+    lua_pushinteger(L, st.correct);
+    lua_pushinteger(L, st.labelled);
+    lua_pushnumber(L, st.grad_norm);
+    return 4;
+}
+
+static int t_save_state(lua_State *L) {
+    kn_trainer *t = check_trainer(L, 1);
+    kn_err err;
+    if (kn_trainer_save_state(t, luaL_checkstring(L, 2), &err) != 0) return raise_err(L, &err);
+    return 0;
+}
+
+static int t_load_state(lua_State *L) {
+    kn_trainer *t = check_trainer(L, 1);
+    kn_err err;
+    if (kn_trainer_load_state(t, luaL_checkstring(L, 2), &err) != 0) return raise_err(L, &err);
+    lua_pushinteger(L, t->step);
+    return 1;
+}
+
+static int t_steps(lua_State *L) { lua_pushinteger(L, check_trainer(L, 1)->step); return 1; }
+
+static int t_free(lua_State *L) {
+    ltrainer *lt = luaL_checkudata(L, 1, TRAINER_MT);
+    kn_trainer_free(lt->t);
+    lt->t = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ registration */
+
+static const luaL_Reg model_methods[] = {
+    { "save", m_save }, { "config", m_config }, { "info", m_info },
+    { "tokenize", m_tokenize }, { "encode", m_encode }, { "id", m_id }, { "token", m_token },
+    { "score", m_score }, { "capture", m_capture }, { "gradient", m_gradient }, { "attribute", m_attribute },
+    { "slot", m_slot }, { "embedding", m_embedding }, { "edit", m_edit }, { "edits", m_edits },
+    { "free", m_free }, { NULL, NULL } };
+static const luaL_Reg model_meta[] = { { "__gc", m_free }, { "__close", m_free }, { "__tostring", m_tostring }, { NULL, NULL } };
+static const luaL_Reg scores_methods[] = {
+    { "shape", s_shape }, { "get", s_get }, { "max", s_max }, { "above", s_above }, { "row", s_row },
+    { "tobytes", s_tobytes }, { NULL, NULL } };
+static const luaL_Reg scores_meta[] = { { "__tostring", s_tostring }, { NULL, NULL } };
+static const luaL_Reg edit_methods[] = { { "undo", e_undo }, { "info", e_info }, { "columns", e_columns }, { NULL, NULL } };
+static const luaL_Reg edit_meta[] = { { "__tostring", e_tostring }, { NULL, NULL } };
+static const luaL_Reg trainer_methods[] = {
+    { "step", t_step }, { "save_state", t_save_state }, { "load_state", t_load_state }, { "steps", t_steps },
+    { "free", t_free }, { NULL, NULL } };
+static const luaL_Reg trainer_meta[] = { { "__gc", t_free }, { "__close", t_free }, { NULL, NULL } };
+static const luaL_Reg funcs[] = {
+    { "load", l_load }, { "create", l_create }, { "scores", l_scores }, { "trainer", l_trainer }, { NULL, NULL } };
+
+static void make_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
+
+int luaopen_knwb_core(lua_State *L) {
+    make_class(L, MODEL_MT, model_methods, model_meta);
+    make_class(L, SCORES_MT, scores_methods, scores_meta);
+    make_class(L, EDIT_MT, edit_methods, edit_meta);
+    make_class(L, TRAINER_MT, trainer_methods, trainer_meta);
+    luaL_newlib(L, funcs);
     return 1;
 }

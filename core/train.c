@@ -1,0 +1,121 @@
+/* train.c: masked-LM training steps with AdamW (see train.h). */
+#include "train.h"
+#include "objective.h"
+#include "kernels.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+kn_trainer *kn_trainer_new(kn_model *m, int B, int T, int P, float weight_decay, kn_err *err) {
+    kn_trainer *t = calloc(1, sizeof *t);
+    t->model = m;
+    t->acts = bert_acts_new(&m->cfg, B, T, P, err);
+    t->grads = calloc(m->nweights, sizeof(float));
+    t->m = calloc(m->nweights, sizeof(float));
+    t->v = calloc(m->nweights, sizeof(float));
+    t->dlogits = malloc(sizeof(float) * ((size_t)P + 1) * m->cfg.vocab_size);
+    if (!t->acts || !t->grads || !t->m || !t->v || !t->dlogits) {
+        if (t->acts) kn_fail(err, "out of memory for the optimizer state of %lld weights", (long long)m->nweights);
+        kn_trainer_free(t);
+        return NULL;
+    }
+    t->beta1 = 0.9f;
+    t->beta2 = 0.999f;
+    t->eps = 1e-8f;
+    t->weight_decay = weight_decay;
+    return t;
+}
+
+void kn_trainer_free(kn_trainer *t) {
+    if (!t) return;
+    bert_acts_free(t->acts);
+    free(t->grads);
+    free(t->m);
+    free(t->v);
+    free(t->dlogits);
+    free(t);
+}
+
+/* Label smoothing mixes the one-hot target with the uniform distribution: the gradient becomes
+ * (p - (1 - s) onehot - s / V) / n, which keeps the model's softmax from saturating. */
+static void smooth(float *dlogits, const int *labels, int P, int V, int n, float s) {
+    for (int p = 0; p < P; p++) {
+        if (labels[p] < 0) continue;
+        float *d = dlogits + (long)p * V;
+        for (int i = 0; i < V; i++) d[i] -= s / V / n;
+        d[labels[p]] += s / n;
+    }
+}
+
+int kn_train_step(kn_trainer *t, const int *ids, const int *types, const int *attn, int B, int T,
+                  const int *rows, const int *labels, int P, float lr, float clip, float label_smoothing,
+                  kn_step_stats *st, kn_err *err) {
+    kn_model *m = t->model;
+    int V = m->cfg.vocab_size;
+    if (P < 1) return kn_fail(err, "training batch has no labelled rows");
+    if (!(label_smoothing >= 0 && label_smoothing < 1)) return kn_fail(err, "label_smoothing %g out of range [0, 1)", label_smoothing);
+    for (int p = 0; p < P; p++)
+        if (labels[p] >= V) return kn_fail(err, "label %d out of range [0, %d)", labels[p], V);
+    if (bert_forward(m, t->acts, ids, types, attn, B, T, rows, P, NULL, 0, err) != 0) return -1;
+    int n = 0, correct = 0;
+    double loss = kn_mlm_loss(t->acts->logits, P, V, labels, t->dlogits, &n, &correct);
+    if (n == 0) return kn_fail(err, "training batch has no labelled rows");
+    if (label_smoothing > 0) smooth(t->dlogits, labels, P, V, n, label_smoothing);
+    memset(t->grads, 0, sizeof(float) * m->nweights);
+    if (bert_backward(m, t->acts, t->dlogits, 0, NULL, t->grads, err) != 0) return -1;
+    double norm = 0;
+    for (int64_t i = 0; i < m->nweights; i++) norm += (double)t->grads[i] * t->grads[i];
+    norm = sqrt(norm);
+    float scale = (clip > 0 && norm > clip) ? (float)(clip / norm) : 1.0f;
+    if (!isfinite(norm)) return kn_fail(err, "gradient norm is not finite at step %lld (learning rate too high?)", (long long)t->step + 1);
+    t->step++;
+    float b1c = 1.0f - powf(t->beta1, (float)t->step), b2c = 1.0f - powf(t->beta2, (float)t->step);
+    for (int i = 0; i < m->nparams; i++) {
+        kn_param *p = &m->params[i];
+        float wd = p->ndim == 2 ? t->weight_decay : 0.0f;
+        float *w = p->data, *g = t->grads + p->offset, *mm = t->m + p->offset, *vv = t->v + p->offset;
+        for (int64_t j = 0; j < p->numel; j++) {
+            float gj = g[j] * scale;
+            mm[j] = t->beta1 * mm[j] + (1 - t->beta1) * gj;
+            vv[j] = t->beta2 * vv[j] + (1 - t->beta2) * gj * gj;
+            float mhat = mm[j] / b1c, vhat = vv[j] / b2c;
+            w[j] -= lr * (mhat / (sqrtf(vhat) + t->eps) + wd * w[j]);
+        }
+    }
+    m->generation++;
+    if (st) { st->loss = loss; st->grad_norm = norm; st->labelled = n; st->correct = correct; }
+    return 0;
+}
+
+int kn_trainer_save_state(const kn_trainer *t, const char *path, kn_err *err) {
+    float step[2] = { (float)(t->step >> 24), (float)(t->step & 0xffffff) }; /* exact in float */
+    const char *names[] = { "adamw.step", "adamw.m", "adamw.v" };
+    int ndim[] = { 1, 1, 1 };
+    int64_t shapes[3][8] = { { 2 }, { t->model->nweights }, { t->model->nweights } };
+    const float *data[] = { step, t->m, t->v };
+    return st_write(path, 3, names, ndim, (const int64_t(*)[8])shapes, data, err);
+}
+
+int kn_trainer_load_state(kn_trainer *t, const char *path, kn_err *err) {
+    st_file *f = st_open(path, err);
+    if (!f) return -1;
+    const st_tensor *s = st_find(f, "adamw.step"), *m = st_find(f, "adamw.m"), *v = st_find(f, "adamw.v");
+    int rc = -1;
+    if (!s || !m || !v || s->numel != 2 || s->dtype != ST_F32)
+        kn_fail(err, "%s: not a knwb optimizer state (needs adamw.step, adamw.m, adamw.v)", path);
+    else if (m->numel != t->model->nweights || v->numel != t->model->nweights)
+        kn_fail(err, "%s: optimizer state holds %lld weights, the model has %lld", path, (long long)m->numel,
+                (long long)t->model->nweights);
+    else {
+        float step[2];
+        st_to_f32(s, step);
+        t->step = ((int64_t)step[0] << 24) + (int64_t)step[1];
+        st_to_f32(m, t->m);
+        st_to_f32(v, t->v);
+        rc = 0;
+    }
+    st_close(f);
+    return rc;
+}
