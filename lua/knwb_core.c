@@ -7,9 +7,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bert.h"
 #include "edit.h"
@@ -1009,6 +1011,22 @@ static int t_free(lua_State *L) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ clock and threads */
+
+/* now() -> monotonic seconds as a float (Lua has no sub-second wall clock of its own) */
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+/* threads() -> the number of threads OpenBLAS uses for GEMMs */
+static int l_threads(lua_State *L) {
+    lua_pushinteger(L, openblas_get_num_threads());
+    return 1;
+}
+
 /* ------------------------------------------------------------------ registration */
 
 static const luaL_Reg model_methods[] = {
@@ -1029,7 +1047,8 @@ static const luaL_Reg trainer_methods[] = {
     { "free", t_free }, { NULL, NULL } };
 static const luaL_Reg trainer_meta[] = { { "__gc", t_free }, { "__close", t_free }, { NULL, NULL } };
 static const luaL_Reg funcs[] = {
-    { "load", l_load }, { "create", l_create }, { "scores", l_scores }, { "trainer", l_trainer }, { NULL, NULL } };
+    { "load", l_load }, { "create", l_create }, { "scores", l_scores }, { "trainer", l_trainer },
+    { "now", l_now }, { "threads", l_threads }, { NULL, NULL } };
 
 static void make_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
     luaL_newmetatable(L, name);

@@ -1,0 +1,344 @@
+-- svg.lua: small bar charts as SVG text, with no dependencies.
+--
+--   svg.bars{ title=, categories={...}, series={ {name=, values={...}}, ... }, ylabel=, xlabel=,
+--             percent=bool, log=bool, width=, height=, value_labels=bool, colors={...} }
+--   svg.histogram{ title=, labels={...}, values={...} | series=..., xlabel=, ylabel=, percent= }
+--   svg.before_after{ title=, items={ {label=, before=, after=}, ... }, ylabel=, log=bool,
+--                     names={ "before", "after" } }
+--
+-- Grouped bars share one y axis; negative values hang below the zero line. With percent = true
+-- values are fractions (-0.29) shown as percentages (-29%). A missing value (nil or NaN) leaves a
+-- gap. Each bar carries a <title>, so a browser shows its exact value on hover. The charts are
+-- what a run directory needs (layer histograms, per-relation changes, before/after perplexity);
+-- this is not a plotting library: no lines, no scatter, no interactivity beyond tooltips.
+local svg = {}
+
+local PALETTE = { "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+  "#9c755f", "#bab0ac" }
+local FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+local INK, MUTED, GRID = "#222222", "#555555", "#e6e6e6"
+
+-- Text for XML content and attribute values; control characters XML cannot hold are dropped.
+function svg.escape(s)
+  s = tostring(s):gsub("[%z\1-\8\11\12\14-\31]", "")
+  return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+local esc = svg.escape
+
+local function num(x)
+  local s = ("%.2f"):format(x):gsub("0+$", ""):gsub("%.$", "")
+  return s == "-0" and "0" or s
+end
+
+-- Rough width of a string in pixels: enough to lay out labels without a font engine.
+local function text_width(s, size)
+  local chars = select(2, tostring(s):gsub("[^\128-\191]", ""))
+  return chars * size * 0.58
+end
+
+local function shorten(s, max_chars)
+  s = tostring(s)
+  if utf8.len(s) and utf8.len(s) > max_chars then
+    return s:sub(1, utf8.offset(s, max_chars) - 1) .. "…"
+  end
+  return s
+end
+
+local function finite(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+---------------------------------------------------------------------------------------------------
+-- Axes.
+
+local function nice_step(span, count)
+  local raw = span / count
+  local mag = 10 ^ math.floor(math.log(raw, 10))
+  local f = raw / mag
+  local nice = f <= 1 and 1 or f <= 2 and 2 or f <= 2.5 and 2.5 or f <= 5 and 5 or 10
+  return nice * mag
+end
+
+local function decimals(step)
+  local d = 0
+  while d < 10 and math.abs(step * 10 ^ d - math.floor(step * 10 ^ d + 0.5)) > 1e-9 * 10 ^ d do d = d + 1 end
+  return d
+end
+
+-- A linear axis from lo to hi (which include 0, since bars grow from it).
+local function linear_axis(lo, hi, percent)
+  lo, hi = math.min(lo, 0), math.max(hi, 0)
+  if lo == hi then hi = 1 end
+  -- Headroom for the value labels at the bar ends.
+  local pad = (hi - lo) * 0.08
+  if hi > 0 then hi = hi + pad end
+  if lo < 0 then lo = lo - pad end
+  local step = nice_step(hi - lo, 5)
+  local a, b = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+  local d = decimals(step * (percent and 100 or 1))
+  local ticks = {}
+  for k = a, b do
+    local v = k * step
+    local label = percent and ("%." .. d .. "f%%"):format(v * 100) or ("%." .. d .. "f"):format(v)
+    ticks[#ticks + 1] = { value = v, label = (label:gsub("^%-(0%.?0*%%?)$", "%1")) }
+  end
+  return { lo = a * step, hi = b * step, ticks = ticks, map = function(v) return v end, base = 0 }
+end
+
+local function decade_label(k)
+  if k >= 0 and k <= 6 then return ("%d"):format(math.floor(10 ^ k + 0.5)) end
+  if k < 0 and k >= -4 then return ("%." .. -k .. "f"):format(10 ^ k) end
+  return ("1e%d"):format(k)
+end
+
+local function log_axis(lo, hi)
+  local a, b = math.floor(math.log(lo, 10)), math.ceil(math.log(hi, 10))
+  if a == b then b = a + 1 end
+  local ticks, minor = {}, {}
+  for k = a, b do
+    ticks[#ticks + 1] = { value = k, label = decade_label(k) }
+    if k < b then
+      for m = 2, 9 do minor[#minor + 1] = k + math.log(m, 10) end
+    end
+  end
+  return { lo = a, hi = b, ticks = ticks, minor = minor, map = function(v) return math.log(v, 10) end, base = a }
+end
+
+local function format_value(v, percent)
+  if percent then
+    local p = v * 100
+    return (math.abs(p) >= 99.95 and "%.0f%%" or "%.1f%%"):format(p)
+  end
+  if math.type(v) == "integer" then return tostring(v) end
+  local a = math.abs(v)
+  if a >= 1e6 or (a > 0 and a < 1e-3) then return ("%.2e"):format(v) end
+  if a >= 100 then return ("%.0f"):format(v) end
+  return (("%.3g"):format(v))
+end
+
+---------------------------------------------------------------------------------------------------
+-- The chart.
+
+local function check_spec(spec, who)
+  if type(spec) ~= "table" then error(who .. ": expected a table of options", 3) end
+  if type(spec.categories) ~= "table" or #spec.categories == 0 then
+    error(who .. ": categories must be a non-empty list", 3)
+  end
+  if type(spec.series) ~= "table" or #spec.series == 0 then error(who .. ": series must be a non-empty list", 3) end
+  for i, s in ipairs(spec.series) do
+    if type(s) ~= "table" or type(s.values) ~= "table" then
+      error(("%s: series[%d] needs a values list"):format(who, i), 3)
+    end
+    for j in pairs(s.values) do
+      if math.type(j) ~= "integer" or j < 1 or j > #spec.categories then
+        error(("%s: series[%d].values has key %s; expected 1..%d, one per category"):format(who, i, tostring(j), #spec.categories), 3)
+      end
+    end
+    for j = 1, #spec.categories do
+      local v = s.values[j]
+      if v ~= nil and type(v) ~= "number" then
+        error(("%s: series[%d].values[%d] is a %s, expected a number"):format(who, i, j, type(v)), 3)
+      end
+      if spec.log and finite(v) and v <= 0 then
+        error(("%s: a log scale needs values > 0; %s of %s is %s"):format(who, s.name or ("series " .. i), tostring(spec.categories[j]), tostring(v)), 3)
+      end
+    end
+  end
+end
+
+local function chart(spec, who, style)
+  check_spec(spec, who)
+  local cats, series = spec.categories, spec.series
+  local ncat, nser = #cats, #series
+  local colors = spec.colors or PALETTE
+
+  -- Value range and axis.
+  local lo, hi
+  for _, s in ipairs(series) do
+    for j = 1, ncat do
+      local v = s.values[j]
+      if finite(v) then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
+    end
+  end
+  local axis
+  if spec.log then
+    axis = log_axis(lo or 1, hi or 10)
+  else
+    axis = linear_axis(lo or 0, hi or 1, spec.percent)
+  end
+
+  -- Layout.
+  local group_px = math.max(style.min_group or 36, nser * 20 + 14)
+  local W = spec.width or math.max(480, math.min(1200, 130 + ncat * group_px))
+  local H = spec.height or 380
+  local tick_w = 0
+  for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
+  local left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
+  local right = 16
+  local top = 14 + (spec.title and 26 or 0) + (nser > 1 and 22 or 0)
+  local band = (W - left - right) / ncat
+  local labels, label_w = {}, 0
+  for j, c in ipairs(cats) do
+    labels[j] = shorten(c, 28)
+    label_w = math.max(label_w, text_width(labels[j], 11))
+  end
+  local rotate = label_w > band - 6
+  if rotate then
+    -- A slanted label reaches left of its bar by about cos(40°) of its length.
+    local reach = label_w * 0.77 - band / 2 + 6
+    if reach > left then
+      left = reach
+      band = (W - left - right) / ncat
+    end
+  end
+  local bottom = 14 + (spec.xlabel and 22 or 0) + (rotate and label_w * 0.64 + 14 or 20)
+  local plot_h = H - top - bottom
+  if plot_h < 80 then
+    H = H + (80 - plot_h)
+    plot_h = 80
+  end
+  local function y(v)
+    return top + plot_h * (axis.hi - axis.map(v)) / (axis.hi - axis.lo)
+  end
+  local function y_axis(a) return top + plot_h * (axis.hi - a) / (axis.hi - axis.lo) end
+
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  add(('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" font-family="%s" font-size="12">')
+    :format(num(W), num(H), num(W), num(H), FONT))
+  if spec.title then add(("<title>%s</title>"):format(esc(spec.title))) end
+  add(('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>'):format(num(W), num(H)))
+  if spec.title then
+    add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
+      :format(num(W / 2), INK, esc(spec.title)))
+  end
+
+  -- Legend, centred under the title.
+  if nser > 1 then
+    local items, total = {}, 0
+    for i, s in ipairs(series) do
+      local name = shorten(s.name or ("series " .. i), 32)
+      items[i] = { name = name, w = 18 + text_width(name, 12) + 16 }
+      total = total + items[i].w
+    end
+    local x = math.max(left, (W - total) / 2)
+    local ly = top - 16
+    add('<g class="legend">')
+    for i, it in ipairs(items) do
+      add(('<rect x="%s" y="%s" width="12" height="12" rx="2" fill="%s"/>'):format(num(x), num(ly - 10), colors[(i - 1) % #colors + 1]))
+      add(('<text x="%s" y="%s" fill="%s">%s</text>'):format(num(x + 17), num(ly), INK, esc(it.name)))
+      x = x + it.w
+    end
+    add("</g>")
+  end
+
+  -- Grid and tick labels.
+  add('<g class="grid">')
+  for _, m in ipairs(axis.minor or {}) do
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="0.5"/>'):format(num(left), num(W - right), num(y_axis(m)), num(y_axis(m)), GRID))
+  end
+  for _, t in ipairs(axis.ticks) do
+    local ty = y_axis(t.value)
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(left), num(W - right), num(ty), num(ty), GRID))
+    add(('<text x="%s" y="%s" text-anchor="end" font-size="11" fill="%s">%s</text>'):format(num(left - 6), num(ty + 4), MUTED, esc(t.label)))
+  end
+  add("</g>")
+  if spec.ylabel then
+    local cx, cy = math.max(18, left - tick_w - 22), top + plot_h / 2
+    add(('<text x="%s" y="%s" text-anchor="middle" transform="rotate(-90 %s %s)" fill="%s">%s</text>')
+      :format(num(cx), num(cy), num(cx), num(cy), INK, esc(spec.ylabel)))
+  end
+
+  -- Bars.
+  local group_w = band * (style.fill or 0.8)
+  local bar_w = group_w / nser
+  local base_y = spec.log and y_axis(axis.lo) or y(0)
+  local value_labels = spec.value_labels
+  if value_labels == nil then value_labels = bar_w >= 14 end
+  add('<g class="bars">')
+  for i, s in ipairs(series) do
+    local color = colors[(i - 1) % #colors + 1]
+    for j = 1, ncat do
+      local v = s.values[j]
+      if finite(v) then
+        local x = left + band * (j - 1) + (band - group_w) / 2 + bar_w * (i - 1)
+        local vy = y(v)
+        local y0, y1 = math.min(vy, base_y), math.max(vy, base_y)
+        local text = format_value(v, spec.percent)
+        local inset = bar_w > 6 and 1 or 0
+        add(('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s%s: %s</title></rect>')
+          :format(num(x + inset / 2), num(y0), num(bar_w - inset), num(math.max(y1 - y0, 0.5)), color,
+            nser > 1 and esc(s.name or ("series " .. i)) .. " — " or "", esc(cats[j]), esc(text)))
+        if value_labels then
+          local size = math.min(11, math.max(8, bar_w * 0.45))
+          local ly = (v < 0 and not spec.log) and y1 + size + 2 or y0 - 3
+          add(('<text x="%s" y="%s" text-anchor="middle" font-size="%s" fill="%s">%s</text>')
+            :format(num(x + bar_w / 2), num(ly), num(size), MUTED, esc(text)))
+        end
+      end
+    end
+  end
+  add("</g>")
+
+  -- Axes on top of the bars: the baseline, and the y axis.
+  add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="1.2"/>'):format(num(left), num(W - right), num(base_y), num(base_y), INK))
+  add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(left), num(left), num(top), num(top + plot_h), INK))
+
+  -- Category labels.
+  add('<g class="categories">')
+  local label_y = top + plot_h + 16
+  for j = 1, ncat do
+    local cx = left + band * (j - 1) + band / 2
+    if rotate then
+      add(('<text x="%s" y="%s" text-anchor="end" font-size="11" fill="%s" transform="rotate(-40 %s %s)">%s</text>')
+        :format(num(cx), num(label_y - 4), INK, num(cx), num(label_y - 4), esc(labels[j])))
+    else
+      add(('<text x="%s" y="%s" text-anchor="middle" font-size="11" fill="%s">%s</text>'):format(num(cx), num(label_y), INK, esc(labels[j])))
+    end
+  end
+  add("</g>")
+  if spec.xlabel then
+    add(('<text x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>'):format(num(left + (W - left - right) / 2), num(H - 12), INK, esc(spec.xlabel)))
+  end
+  add("</svg>")
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- svg.bars(spec) -> SVG text
+function svg.bars(spec)
+  return chart(spec, "svg.bars", {})
+end
+
+-- svg.histogram(spec) -> SVG text: bars that nearly touch, one per bin (labels), for example
+-- the share of knowledge neurons per layer.
+function svg.histogram(spec)
+  if type(spec) ~= "table" then error("svg.histogram: expected a table of options", 2) end
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  s.categories = spec.labels or spec.categories
+  s.series = spec.series or { { name = spec.name, values = spec.values } }
+  if s.value_labels == nil and s.categories and #s.categories > 24 then s.value_labels = false end
+  return chart(s, "svg.histogram", { fill = 0.92, min_group = 28 })
+end
+
+-- svg.before_after(spec) -> SVG text: a pair of bars per item, before (grey) and after (colour).
+function svg.before_after(spec)
+  if type(spec) ~= "table" or type(spec.items) ~= "table" or #spec.items == 0 then
+    error("svg.before_after: expected { items = { {label=, before=, after=}, ... } }", 2)
+  end
+  local names = spec.names or { "before", "after" }
+  local cats, before, after = {}, {}, {}
+  for i, it in ipairs(spec.items) do
+    cats[i] = it.label or tostring(i)
+    before[i], after[i] = it.before, it.after
+  end
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  s.items, s.names = nil, nil
+  s.categories = cats
+  s.series = { { name = names[1], values = before }, { name = names[2], values = after } }
+  s.colors = spec.colors or { "#a0a8b3", "#e15759" }
+  return chart(s, "svg.before_after", {})
+end
+
+return svg
