@@ -58,8 +58,10 @@ static int parse_entry(st_file *f, st_tensor *t, const char *name, json_t *v, ui
         if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > (1LL << 40))
             return kn_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", p, name, i);
         t->shape[i] = json_integer_value(e);
+        /* check before multiplying: the product of two legal dimensions can overflow */
+        if (t->shape[i] != 0 && t->numel > (1LL << 40) / t->shape[i])
+            return kn_fail(err, "%s: tensor '%s': shape is too large", p, name);
         t->numel *= t->shape[i];
-        if (t->numel > (1LL << 40)) return kn_fail(err, "%s: tensor '%s': shape is too large", p, name);
     }
     if (!json_is_array(off) || json_array_size(off) != 2 || !json_is_integer(json_array_get(off, 0)) ||
         !json_is_integer(json_array_get(off, 1)))
@@ -121,19 +123,24 @@ st_file *st_open(const char *path, kn_err *err) {
         if (parse_entry(f, t, key, val, data_len, err) != 0) goto fail;
         t->data = (char *)f->map + data_off + t->begin;
     }
-    /* overlapping ranges would alias two tensors: refuse */
+    /* overlapping ranges would alias two tensors: refuse. Walk the non-empty ranges in order of
+     * their start, remembering the one that reaches furthest (an empty tensor between two
+     * overlapping ones must not hide them). */
     st_tensor *sorted = malloc(sizeof *sorted * (f->n + 1));
     memcpy(sorted, f->tensors, sizeof *sorted * f->n);
     qsort(sorted, f->n, sizeof *sorted, cmp_begin);
-    for (int i = 1; i < f->n; i++) {
-        if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
+    const st_tensor *reach = NULL;
+    for (int i = 0; i < f->n; i++) {
+        if (sorted[i].end == sorted[i].begin) continue;
+        if (reach && sorted[i].begin < reach->end) {
             kn_fail(err, "%s: tensors '%s' and '%s' overlap (bytes %llu..%llu and %llu..%llu)", path,
-                    sorted[i - 1].name, sorted[i].name, (unsigned long long)sorted[i - 1].begin,
-                    (unsigned long long)sorted[i - 1].end, (unsigned long long)sorted[i].begin,
+                    reach->name, sorted[i].name, (unsigned long long)reach->begin,
+                    (unsigned long long)reach->end, (unsigned long long)sorted[i].begin,
                     (unsigned long long)sorted[i].end);
             free(sorted);
             goto fail;
         }
+        if (!reach || sorted[i].end > reach->end) reach = &sorted[i];
     }
     free(sorted);
     json_decref(root);

@@ -142,8 +142,9 @@ function M.run(o)
   end
 
   local history = {}
+  local now = knwb.core.now
   local t0, tokens, win_loss, win_acc, win_n = os.clock(), 0, 0, 0, 0
-  local wall0 = os.time()
+  local wall0 = now()
   local first_loss
   for step = start + 1, o.steps do
     local batch, ntok = make_batch()
@@ -160,7 +161,7 @@ function M.run(o)
       history[#history + 1] = rec
       if not o.quiet then
         -- os.clock counts CPU time of all threads; wall time gives tokens/s and the ETA
-        local wall = math.max(1, os.time() - wall0)
+        local wall = math.max(1e-6, now() - wall0)
         local rate = tokens / wall
         io.stderr:write(string.format("pretrain step %6d/%d  loss %.4f  acc %5.1f%%  lr %.2e  %7.0f tok/s  cpu %s  ETA %s\n",
           step, o.steps, rec.loss, 100 * rec.acc, batch.lr, rate, fmt_time(el),
