@@ -18,7 +18,7 @@ CORE_OBJ := $(patsubst %.c,$(B)/%.o,$(CORE_SRC))
 LUA_OBJ  := $(patsubst %.c,$(B)/%.o,$(LUA_SRC))
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all deps test test-c test-asan test-lua bench clean data model
+.PHONY: all test bench clean data model neurons ref
 all: knwb
 
 $(B)/.deps: scripts/deps.sh
@@ -50,6 +50,26 @@ test: knwb $(addprefix $(B)/tests/,$(CTESTS)) $(addprefix $(B)/asan/tests/,$(CTE
 
 bench: knwb
 	@sh bench/run.sh
+
+# The default model's data and weights. `make data` rebuilds the fact set and vocabulary from the
+# installed Debian data packages; `make model` pretrains models/default (about 15 minutes);
+# `make neurons` stores its knowledge neurons (models/default/neurons.jsonl) for the editing
+# experiments; `make ref` regenerates the PyTorch parity fixtures.
+data: knwb
+	@sh scripts/deps.sh data
+	./knwb data/build_facts.lua
+	./knwb data/build_vocab.lua
+
+model: knwb
+	./knwb experiments/pretrain.lua configs/pretrain.yaml --save models/default --out runs/pretrain-default
+
+neurons: knwb
+	./knwb experiments/attribute.lua configs/attribute.yaml --out runs/attribute-default
+	cp runs/attribute-default/neurons.jsonl runs/attribute-default/neurons.jsonl.meta.json models/default/
+
+ref:
+	@sh scripts/deps.sh ref
+	/usr/bin/python3 tests/ref/gen_fixtures.py
 
 clean:
 	rm -rf $(B) knwb

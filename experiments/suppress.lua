@@ -1,0 +1,406 @@
+-- suppress.lua: suppress and amplify the knowledge neurons of every fact (Dai et al. section 4.3).
+--   knwb experiments/suppress.lua [configs/suppress.yaml] [--set neurons=runs/attribute-.../neurons.jsonl] [--out DIR]
+-- For every fact and each of its prompts: P(gold) of the unmodified model (p0), then with the
+-- fact's neurons set to 0 at the [MASK] position in all layers at once (suppress), then multiplied
+-- by `factor` (amplify). Four neuron sets are measured the same way: the fact's knowledge neurons
+-- (kn), the activation baseline's (baseline), as many random neurons in the same layers (random),
+-- and an off-target control (off_target, see controls.off_target). Per relation the change is a
+-- ratio of means, mean(p - p0) / mean(p0) over all its prompts (a fact without neurons counts
+-- as change 0); the headline is the unweighted mean over relations, in percent, with the mean
+-- change of ln P(gold) beside it.
+--
+-- The run directory holds:
+--   config.yaml, provenance.json
+--   neurons.jsonl     the neurons used, when computed here (reusable: --set neurons=...)
+--   results.jsonl     one line per fact and neuron set: relation, fact (index in the relation),
+--                     subject, object, set, neurons, and per prompt the lists p0, p_suppress,
+--                     p_amplify, logp0, logp_suppress, logp_amplify (natural log). Off-target
+--                     lines name the fact whose prompts (other_prompts) or neurons
+--                     (other_neurons) were used under "other".
+--   relations.tsv/.md per relation and set: suppress %, amplify %, suppress dlogp, amplify dlogp,
+--                     mean p0, facts, prompts, neurons per fact; and the mean over relations
+--   summary.json      {kn = {suppress_pct, amplify_pct, suppress_dlogp, amplify_dlogp},
+--                     baseline = ..., random = ..., off_target = ...} and run totals
+--   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set)
+-- An interrupted run resumes when started again with the same config and --out: facts already
+-- in results.jsonl are not scored again.
+local knwb = require "knwb"
+local cli = require "knwb.cli"
+local config = require "knwb.config"
+local S = require "knwb.schemas"
+local M = require "knwb.metrics"
+local neurons = require "knwb.neurons"
+local json = require "knwb.json"
+
+local SETS = { "kn", "baseline", "random", "off_target" }
+local SET_NAMES = { kn = "knowledge neurons", baseline = "activation baseline", random = "random (same layers)",
+  off_target = "off-target" }
+
+local schema = S.record {
+  model = S.model, facts = S.facts, attribution = S.attribution, refine = S.refine, seed = S.seed,
+  neurons = { type = "string", default = "",
+    doc = "neurons.jsonl from attribute.lua to reuse (empty, or another model's: computed here, "
+      .. "through the attribution cache)" },
+  factor = { type = "number", min = 0, default = 2, doc = "amplify multiplies the neurons' activations by this (paper: 2)" },
+  batch = { type = "integer", min = 0, default = 0, doc = "prompts per forward pass (0: the engine's maximum)" },
+  controls = { type = "record", doc = "the control neuron sets", fields = {
+    random_seed = { type = "integer", min = 0, optional = true,
+      doc = "seed of the random and off-target draws (absent: seed)" },
+    random_avoid_kn = { type = "boolean", default = false,
+      doc = "random neurons never coincide with the fact's own knowledge neurons" },
+    off_target = { type = "enum", values = { "other_prompts", "other_neurons" }, default = "other_prompts",
+      doc = "other_prompts: the fact's neurons on the prompts of a random fact of a random other relation "
+        .. "(the official code's 'oth'); other_neurons: that fact's neurons on this fact's prompts" },
+  } },
+}
+
+local opts = cli.parse(arg, {
+  name = "suppress", description = "Suppress and amplify the knowledge neurons of every fact and measure the "
+    .. "change of P(gold), against activation-baseline, random and off-target neurons (paper section 4.3).",
+  config = "configs/suppress.yaml", schema = schema,
+})
+local cfg = opts.cfg
+
+local function fail(msg)
+  io.stderr:write("suppress: ", tostring(msg), "\n")
+  os.exit(2)
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+---------------------------------------------------------------------------------------------------
+-- Inputs: model, facts, neurons.
+
+if cfg.neurons ~= "" and not exists(cfg.neurons) then
+  fail(("neurons file %s does not exist (the neurons setting names a neurons.jsonl written by "
+    .. "experiments/attribute.lua; leave it empty to compute the neurons)"):format(cfg.neurons))
+end
+
+local model
+local ok, err = pcall(function() model = knwb.load(cfg.model) end)
+if not ok then fail(err) end
+
+local set
+ok, err = pcall(function()
+  local fc = cfg.facts
+  set = fc.format == "pararel"
+    and knwb.facts.load_pararel { patterns = fc.templates, facts = fc.facts, relations = fc.relations,
+      min_templates = fc.min_templates }
+    or knwb.facts.load { facts = fc.facts, templates = fc.templates, relations = fc.relations }
+  for _, id in ipairs(fc.relations) do
+    local found = false
+    for _, r in ipairs(set.relations) do found = found or r.id == id end
+    for _, d in ipairs(set.dropped or {}) do found = found or d.id == id end
+    if not found then error(("unknown relation %q (not in %s)"):format(id, fc.facts), 0) end
+  end
+  neurons.prepare(set, model, fc)
+end)
+if not ok then fail(err) end
+
+-- The run directory, made once the inputs are known to be good.
+local run = knwb.run.new { experiment = "suppress", out = opts.out }
+
+-- Resuming: results already in the directory must come from the same config.
+local resumed = run:read_jsonl("results.jsonl")
+if #resumed > 0 then
+  local f = io.open(run:path("config.yaml"), "r")
+  local old = f and f:read("a") or ""
+  if f then f:close() end
+  if old:gsub("^#[^\n]*\n", "") ~= config.dump(cfg) then
+    fail(("%s holds results of a run with another config (see its config.yaml); use another --out"):format(run.dir))
+  end
+end
+run:write_config(cfg)
+
+local neurons_path = cfg.neurons
+if neurons_path == "" and run:exists("neurons.jsonl") then neurons_path = run:path("neurons.jsonl") end
+local records, source
+ok, err = pcall(function() records, source = neurons.load_or_compute(model, set, cfg, neurons_path) end)
+if not ok then fail(err) end
+if source == "computed" then
+  neurons.write(run:path("neurons.jsonl"), records, model, { config = cfg })
+end
+
+local F = model:config().intermediate_size
+local cseed = cfg.controls.random_seed or cfg.seed
+local batch = cfg.batch > 0 and cfg.batch or nil
+
+---------------------------------------------------------------------------------------------------
+-- The facts, their records and prompts.
+
+local record_of = {}
+for _, r in ipairs(records) do record_of[r.relation .. "\t" .. r.subject .. "\t" .. r.object] = r end
+
+local facts_list = {} -- { rel=, b=, fact=, rec=, key= } in relation and fact order
+local facts_of = {}   -- relation id -> list of entries
+for _, rel in ipairs(set.relations) do
+  facts_of[rel.id] = {}
+  for b, f in ipairs(rel.facts) do
+    local rec = record_of[rel.id .. "\t" .. f.subject .. "\t" .. f.object]
+    if not rec then fail(("no neurons for fact %s (%s, %s)"):format(rel.id, f.subject, f.object)) end
+    local e = { rel = rel, b = b, fact = f, rec = rec, key = table.concat({ rel.id, b, f.subject, f.object }, "\t") }
+    facts_list[#facts_list + 1] = e
+    table.insert(facts_of[rel.id], e)
+  end
+end
+
+-- Items and base probabilities, made once per fact (an off-target fact is used again later).
+local function items(e)
+  if not e.items then e.items = neurons.items_of(model, e.rel, e.fact, cfg.facts.split) end
+  return e.items
+end
+
+local function base(e)
+  if not e.base then
+    local p, lp = {}, {}
+    for j, r in ipairs(model:score(items(e), { batch = batch })) do p[j], lp[j] = r.p, r.logp end
+    e.base = { p = p, logp = lp }
+  end
+  return e.base
+end
+
+-- A random fact of a random other relation, drawn from the fact's own stream.
+local other_relations = #set.relations > 1
+local function off_target_fact(e)
+  if not other_relations then return nil end
+  local rng = M.rng(cseed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
+  local others = {}
+  for _, r in ipairs(set.relations) do
+    if r.id ~= e.rel.id then others[#others + 1] = r end
+  end
+  local rel = rng:choice(others)
+  return rng:choice(facts_of[rel.id])
+end
+
+local function plain(list)
+  local out = {}
+  for k, n in ipairs(list) do out[k] = { n[1], n[2] } end
+  return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- Scoring.
+
+local done = {}
+for _, line in ipairs(resumed) do
+  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  done[k] = done[k] or {}
+  done[k][line.set] = true
+end
+
+local total, todo = 0, 0
+for _, e in ipairs(facts_list) do
+  local n = #items(e)
+  total = total + n
+  local d = done[e.key]
+  e.done = d and d.kn and d.baseline and d.random and d.off_target
+  if not e.done then todo = todo + n end
+end
+if not other_relations then
+  io.stderr:write("suppress: only one relation, so there is no off-target control (its changes are 0)\n")
+end
+if todo < total then
+  io.stderr:write(("suppress: resuming in %s: %d of %d prompts already scored\n"):format(run.dir, total - todo, total))
+end
+
+local out <close> = run:jsonl("results.jsonl")
+local bar = knwb.progress.new("suppress", todo, { unit = "prompts" })
+local t0 = knwb.core.now()
+for _, e in ipairs(facts_list) do
+  if not e.done then
+    local sets = {
+      kn = { neurons = e.rec.kn, on = e },
+      baseline = { neurons = e.rec.baseline, on = e },
+      random = { neurons = M.random_matched(e.rec.kn, F,
+        M.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
+        { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil }), on = e },
+    }
+    local o = off_target_fact(e)
+    if not o then
+      sets.off_target = { neurons = {}, on = e }
+    elseif cfg.controls.off_target == "other_prompts" then
+      sets.off_target = { neurons = e.rec.kn, on = o, other = o }
+    else
+      sets.off_target = { neurons = o.rec.kn, on = e, other = o }
+    end
+    for _, name in ipairs(SETS) do
+      local s = sets[name]
+      local r = M.effects(model, items(s.on), s.neurons, { factor = cfg.factor, batch = batch, base = base(s.on) })
+      local line = { relation = e.rel.id, label = e.rel.label, fact = e.b, subject = e.fact.subject,
+        object = e.fact.object, set = name, neurons = plain(s.neurons), p0 = r.p0, p_suppress = r.p_suppress,
+        p_amplify = r.p_amplify, logp0 = r.logp0, logp_suppress = r.logp_suppress, logp_amplify = r.logp_amplify }
+      if s.other then
+        line.other = { relation = s.other.rel.id, fact = s.other.b, subject = s.other.fact.subject,
+          object = s.other.fact.object, use = cfg.controls.off_target }
+      end
+      out:write(line)
+    end
+    bar:step(#items(e))
+  end
+end
+bar:done()
+out:close()
+local seconds = knwb.core.now() - t0
+
+---------------------------------------------------------------------------------------------------
+-- Aggregation, from results.jsonl (so a resumed run counts the earlier lines the same way).
+
+local wanted = {}
+for _, e in ipairs(facts_list) do wanted[e.key] = e end
+local lines = {}
+for _, line in ipairs(run:read_jsonl("results.jsonl")) do
+  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  if wanted[k] then lines[k .. "\t" .. line.set] = line end -- the last line of a fact and set wins
+end
+
+local rows = {}           -- set -> op -> prompt rows
+local nfacts, nneurons, nprompts = {}, {}, {} -- set -> relation -> count
+for _, name in ipairs(SETS) do
+  rows[name] = { suppress = {}, amplify = {} }
+  nfacts[name], nneurons[name], nprompts[name] = {}, {}, {}
+end
+for _, e in ipairs(facts_list) do
+  for _, name in ipairs(SETS) do
+    local line = lines[e.key .. "\t" .. name]
+    if not line then fail(("results.jsonl lacks fact %s %d (%s) for set %s"):format(e.rel.id, e.b, e.fact.subject, name)) end
+    local id = e.rel.id
+    nfacts[name][id] = (nfacts[name][id] or 0) + 1
+    nneurons[name][id] = (nneurons[name][id] or 0) + #line.neurons
+    nprompts[name][id] = (nprompts[name][id] or 0) + #line.p0
+    for j = 1, #line.p0 do
+      table.insert(rows[name].suppress, { relation = id, p0 = line.p0[j], p = line.p_suppress[j],
+        logp0 = line.logp0[j], logp = line.logp_suppress[j] })
+      table.insert(rows[name].amplify, { relation = id, p0 = line.p0[j], p = line.p_amplify[j],
+        logp0 = line.logp0[j], logp = line.logp_amplify[j] })
+    end
+  end
+end
+
+local res = {}
+for _, name in ipairs(SETS) do
+  res[name] = { suppress = M.change_summary(rows[name].suppress), amplify = M.change_summary(rows[name].amplify) }
+end
+
+local function num(x) return x == nil and json.null or x end
+
+local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = other_relations and cfg.controls.off_target or "none",
+  relations = #set.relations, facts = #facts_list, prompts = total, neurons = source, seconds = seconds,
+  prompts_per_second = todo > 0 and seconds > 0 and todo / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
+  mean_p0 = res.kn.suppress.mean_p0 }
+for _, name in ipairs(SETS) do
+  local s, a = res[name].suppress, res[name].amplify
+  summary[name] = { suppress_pct = num(M.percent(s.ratio)), amplify_pct = num(M.percent(a.ratio)),
+    suppress_dlogp = num(s.dlog), amplify_dlogp = num(a.dlog) }
+  local with, count = 0, 0
+  for _, line in pairs(lines) do
+    if line.set == name then
+      count = count + #line.neurons
+      if #line.neurons > 0 then with = with + 1 end
+    end
+  end
+  summary.neurons_per_fact[name] = #facts_list > 0 and count / #facts_list or 0
+  summary.facts_with_neurons[name] = with
+end
+
+-- Per relation: one table row per relation and set, then the means over relations.
+local trows = {}
+for k, rel in ipairs(set.relations) do
+  local pr = {}
+  for _, name in ipairs(SETS) do
+    local s, a = res[name].suppress.groups[k], res[name].amplify.groups[k]
+    assert(s.relation == rel.id and a.relation == rel.id)
+    trows[#trows + 1] = { relation = rel.id, label = rel.label, set = name, ["suppress %"] = M.percent(s.ratio),
+      ["amplify %"] = M.percent(a.ratio), ["suppress dlogp"] = s.mean_dlog, ["amplify dlogp"] = a.mean_dlog,
+      ["mean p0"] = s.mean_p0, facts = nfacts[name][rel.id], prompts = nprompts[name][rel.id],
+      ["neurons per fact"] = nneurons[name][rel.id] / nfacts[name][rel.id] }
+    pr[name] = { suppress_pct = num(M.percent(s.ratio)), amplify_pct = num(M.percent(a.ratio)),
+      suppress_dlogp = num(s.mean_dlog), amplify_dlogp = num(a.mean_dlog), mean_p0 = s.mean_p0,
+      facts = nfacts[name][rel.id], prompts = nprompts[name][rel.id] }
+  end
+  summary.per_relation[rel.id] = pr
+end
+for _, name in ipairs(SETS) do
+  local s, a = res[name].suppress, res[name].amplify
+  trows[#trows + 1] = { relation = "mean", label = "(unweighted over relations)", set = name,
+    ["suppress %"] = M.percent(s.ratio), ["amplify %"] = M.percent(a.ratio), ["suppress dlogp"] = s.dlog,
+    ["amplify dlogp"] = a.dlog, ["mean p0"] = s.mean_p0, facts = #facts_list, prompts = s.prompts,
+    ["neurons per fact"] = summary.neurons_per_fact[name] }
+end
+local columns = { "relation", "label", "set", "suppress %", "amplify %", "suppress dlogp", "amplify dlogp", "mean p0",
+  "facts", "prompts", "neurons per fact" }
+run:table("relations", columns, trows)
+run:write_json("summary.json", summary)
+
+local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end
+local function f4(x) return x == nil and "n/a" or ("%+.4f"):format(x) end
+local md = {
+  "# Suppressing and amplifying knowledge neurons",
+  "",
+  ("Model `%s`, %d relations, %d facts, %d prompts; neurons: %s. Amplify multiplies by %s."):format(cfg.model,
+    #set.relations, #facts_list, total,
+    source == "computed" and "computed in this run (neurons.jsonl)" or "`" .. source .. "`",
+    ("%g"):format(cfg.factor)),
+  "",
+  "Change of P(gold) per relation = mean(p - p0) / mean(p0) over its prompts (a fact without neurons counts as 0),",
+  "then the unweighted mean over relations (Dai et al. 2022, section 4.3). dlogp = the same mean of ln p - ln p0,",
+  "which a saturated softmax does not hide. Per-relation values: relations.md, suppress.svg, amplify.svg.",
+  "",
+  "| neurons | suppress | amplify | suppress dlogp | amplify dlogp | neurons per fact | facts with neurons |",
+  "|---|---:|---:|---:|---:|---:|---:|",
+}
+for _, name in ipairs(SETS) do
+  local s, a = res[name].suppress, res[name].amplify
+  md[#md + 1] = ("| %s | %s | %s | %s | %s | %.2f | %d |"):format(SET_NAMES[name], pct(M.percent(s.ratio)),
+    pct(M.percent(a.ratio)), f4(s.dlog), f4(a.dlog), summary.neurons_per_fact[name], summary.facts_with_neurons[name])
+end
+md[#md + 1] = ""
+md[#md + 1] = ("Controls: random = as many neurons as the fact's knowledge neurons, in the same layers (seed %d%s); "
+  .. "off-target = %s."):format(cseed, cfg.controls.random_avoid_kn and ", never a knowledge neuron of the fact" or "",
+  not other_relations and "none (one relation only)"
+  or cfg.controls.off_target == "other_prompts"
+    and "the fact's knowledge neurons on the prompts of a random fact of a random other relation"
+  or "the knowledge neurons of a random fact of a random other relation on this fact's prompts")
+run:write("summary.md", table.concat(md, "\n") .. "\n")
+
+local cats = {}
+for k, rel in ipairs(set.relations) do cats[k] = rel.id end
+cats[#cats + 1] = "mean"
+-- svg.bars does not wrap its legend: make the chart wide enough for it (about 7 px a letter).
+local legend = 80
+for _, name in ipairs(SETS) do legend = legend + 34 + 7 * #SET_NAMES[name] end
+local width = math.min(1200, math.max(480, 130 + #cats * 94, legend))
+for _, op in ipairs { "suppress", "amplify" } do
+  local series = {}
+  for _, name in ipairs(SETS) do
+    local vals = {}
+    for k, g in ipairs(res[name][op].groups) do vals[k] = g.ratio end
+    vals[#cats] = res[name][op].ratio
+    series[#series + 1] = { name = SET_NAMES[name], values = vals }
+  end
+  run:write(op .. ".svg", knwb.svg.bars {
+    title = op == "suppress" and "Suppressing neurons (set to 0): change of P(gold)"
+      or ("Amplifying neurons (x%s): change of P(gold)"):format(("%g"):format(cfg.factor)),
+    categories = cats, series = series, percent = true, xlabel = "relation", width = width,
+    ylabel = "mean(p - p0) / mean(p0)" })
+end
+
+local prov = { model = cfg.model, model_sha256 = knwb.attribution.model_hash(model), seed = cfg.seed,
+  controls_seed = cseed, threads = knwb.core.threads(), neurons = source }
+if source ~= "computed" then prov.neurons_sha256 = knwb.run.sha256_file(source) end
+run:provenance(prov)
+
+io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s\n"):format(#set.relations,
+  #facts_list, total, todo, seconds))
+local function headline(op)
+  local r = res
+  return ("%s (baseline %s, random %s, off-target %s); mean change of ln P(gold) %s"):format(
+    pct(M.percent(r.kn[op].ratio)), pct(M.percent(r.baseline[op].ratio)), pct(M.percent(r.random[op].ratio)),
+    pct(M.percent(r.off_target[op].ratio)), f4(r.kn[op].dlog))
+end
+print("suppressing knowledge neurons changes P(gold) by " .. headline("suppress"))
+print(("amplifying them x%s changes it by "):format(("%g"):format(cfg.factor)) .. headline("amplify"))
+print("run directory: " .. run.dir)
