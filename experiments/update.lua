@@ -165,10 +165,15 @@ for ri, R in ipairs(rels) do
   local skipped = { no_neurons_after_hub_filter = 0, wrong_prediction = 0 }
   local distinct = 0
   for _ in pairs(R.by_object) do distinct = distinct + 1 end
+  -- cnt >= 2 always, so a relation with fewer than 2 / hub_share facts loses every neuron.
+  local hopeless = 2 > U.hub_share * #r.facts
   if distinct < 2 then
     io.stderr:write(string.format("update: %s (%s) has a single object; no fact of it can be changed\n", r.id, r.label))
+  elseif hopeless then
+    io.stderr:write(string.format("update: %s (%s) has %d facts: at hub_share %g every neuron (cnt >= 2 > %g) is a hub; skipped\n",
+      r.id, r.label, #r.facts, U.hub_share, U.hub_share * #r.facts))
   end
-  while distinct >= 2 and made < U.facts_per_relation and tries < U.max_tries do
+  while distinct >= 2 and not hopeless and made < U.facts_per_relation and tries < U.max_tries do
     tries = tries + 1
     local b = rng:int(#r.facts)
     local f = r.facts[b]
@@ -232,8 +237,8 @@ for ri, R in ipairs(rels) do
   done_before = done_before + U.facts_per_relation
   bar:set(math.min(done_before, #rels * U.facts_per_relation))
   per_relation[#per_relation + 1] = { relation = r.id, label = r.label, facts = #r.facts, edits = made, tries = tries,
-    skipped = skipped }
-  if made < U.facts_per_relation then
+    skipped = skipped, not_editable = distinct < 2 and "single object" or hopeless and "every neuron is a hub" or nil }
+  if made < U.facts_per_relation and distinct >= 2 and not hopeless then
     io.stderr:write(string.format("update: %s (%s): %d of %d edits after %d tries (skipped: %d without neurons after the hub filter, %d predicted wrongly)\n",
       r.id, r.label, made, U.facts_per_relation, tries, skipped.no_neurons_after_hub_filter, skipped.wrong_prediction))
   end
@@ -294,7 +299,7 @@ run:write("summary.md", "# Updating facts (paper section 4.5)\n\n" .. md .. stri
 
 local function val(x) return x ~= json.null and x or nil end
 run:write("update.svg", knwb.svg.bars {
-  title = "Updating facts: knowledge neurons vs random neurons", categories = { "change rate", "success rate", "top-5 success" },
+  title = "Updating facts: knowledge neurons vs random neurons", width = 640, categories = { "change rate", "success rate", "top-5 success" },
   ylabel = "share of edits", percent = true,
   series = {
     { name = "knowledge neurons", values = { val(summary.change_rate), val(summary.success_rate), val(summary.success_top5) } },

@@ -68,7 +68,7 @@ end
 --- M.run(opts) trains and returns the model and a history. opts:
 ---   model_config (table for knwb.create), vocab (path), set (fact set), out (dir or nil),
 ---   steps, batch, lr, warmup, weight_decay, clip, label_smoothing, mask_prob, seed,
----   log_every, checkpoint_every, eval_every, quiet
+---   log_every, checkpoint_every, eval_every, quiet, stop_after (end early, as if interrupted)
 function M.run(o)
   local ckpt = o.out and (o.out .. "/checkpoint")
   local model, start = nil, 0
@@ -178,6 +178,7 @@ function M.run(o)
       f:close()
     end
     if o.eval_every and o.eval_every > 0 and step % o.eval_every == 0 and o.on_eval then o.on_eval(model, step) end
+    if o.stop_after and step >= o.stop_after then break end -- tests simulate an interruption here
   end
   trainer:free()
   return model, history, first_loss
