@@ -140,17 +140,7 @@ end
 
 local passes = 1 + 2 * #plans
 local bar = progress.new("erase", passes * #items, { unit = "prompts" })
-local CHUNK = 1024
-local function evaluate_all()
-  local out = {}
-  for s = 1, #items, CHUNK do
-    local part = {}
-    for k = s, math.min(s + CHUNK - 1, #items) do part[#part + 1] = items[k] end
-    for k, r in ipairs(model:score(part)) do out[s + k - 1] = r end
-    bar:step(#part)
-  end
-  return out
-end
+local function evaluate_all() return edit.score(model, items, nil, bar) end
 
 local null = json.null
 local function rel_change(a, b) if a and b and a ~= 0 then return (b - a) / a end return nil end
@@ -202,8 +192,22 @@ local journal = edit.journal(edits_w)
 local rng = edit.rng(cfg.seed, "erase/random-neurons")
 
 local before = evaluate_all()
-local probe = {}
-for k = 1, math.min(64, #items) do probe[k] = string.pack("dd", before[k].p, before[k].logp) end
+-- The probe of "model unchanged": the shortest 64 prompts, which edit.score puts in its first batch
+-- (the same batch gives bit-identical numbers on an unchanged model).
+local probe_items, probe = {}, {}
+do
+  local idx = {}
+  for k = 1, #items do idx[k] = k end
+  table.sort(idx, function(a, b)
+    local la, lb = #items[a].ids, #items[b].ids
+    if la ~= lb then return la < lb end
+    return a < b
+  end)
+  for k = 1, math.min(64, #idx) do
+    probe_items[k] = items[idx[k]]
+    probe[k] = string.pack("dd", before[idx[k]].p, before[idx[k]].logp)
+  end
+end
 
 local rows = {}
 for pi, plan in ipairs(plans) do
@@ -244,9 +248,7 @@ bar:done()
 -- The model must be exactly as loaded.
 local unchanged = #model:edits() == 0
 if unchanged and #probe > 0 then
-  local part = {}
-  for k = 1, #probe do part[k] = items[k] end
-  for k, res in ipairs(model:score(part)) do
+  for k, res in ipairs(model:score(probe_items)) do
     unchanged = unchanged and string.pack("dd", res.p, res.logp) == probe[k]
   end
 end
@@ -292,16 +294,17 @@ run:write("erase.svg", knwb.svg.before_after {
 run:provenance { model = cfg.model, model_sha256 = model_sha or null, seed = cfg.seed, threads = knwb.core.threads(),
   neurons = source, saved_model = opts.save or null }
 
+local function ppl(x) return math.abs(x) >= 1000 and string.format("%.0f", x) or string.format("%.3g", x) end
 for _, row in ipairs(rows) do
   local verb = row.ppl_after >= row.ppl_before and "raised" or "lowered"
   local other = row.other_ppl_change ~= null and string.format("while the other relations moved %s", pct(row.other_ppl_change))
     or "(no other relation to compare)"
-  print(string.format("Erasing %d knowledge neurons of %s (%s) %s its perplexity %.3g -> %.3g (%s; accuracy %s -> %s), %s (%d random neurons: %s on %s).",
-    row.neurons, row.relation, row.label, verb, row.ppl_before, row.ppl_after, pct(row.ppl_change), acc(row.acc_before),
+  print(string.format("Erasing %d knowledge neurons of %s (%s) %s its perplexity %s -> %s (%s; accuracy %s -> %s), %s (%d random neurons: %s on %s).",
+    row.neurons, row.relation, row.label, verb, ppl(row.ppl_before), ppl(row.ppl_after), pct(row.ppl_change), acc(row.acc_before),
     acc(row.acc_after), other, row.random.neurons, pct(row.random.ppl_change), row.relation))
   if row.held_out_prompts > 0 then
-    print(string.format("  On held-out paraphrases: perplexity %.3g -> %.3g (%s); facts still stated by some held-out paraphrase: %d of %d (before: %d).",
-      row.held_out_ppl_before, row.held_out_ppl_after, pct(row.held_out_ppl_change), row.held_out_facts_stated_after,
+    print(string.format("  On held-out paraphrases: perplexity %s -> %s (%s); facts still stated by some held-out paraphrase: %d of %d (before: %d).",
+      ppl(row.held_out_ppl_before), ppl(row.held_out_ppl_after), pct(row.held_out_ppl_change), row.held_out_facts_stated_after,
       row.facts, row.held_out_facts_stated_before))
   end
 end

@@ -213,10 +213,32 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Evaluation of prompts with gold targets.
 
---- edit.evaluate(model, items) -> {n, correct, acc, nll, ppl, results}: accuracy (top-1 == gold),
---- nll = mean over prompts of -ln P(gold), ppl = exp(nll); results are model:score's rows.
-function edit.evaluate(model, items, opts)
-  local res = #items > 0 and model:score(items, opts) or {}
+--- edit.score(model, items [, opts [, bar]]) -> model:score's rows, in the items' order. The
+--- prompts are scored shortest first (ties in list order), so a batch wastes little padding, in
+--- calls of at most 1024 prompts; bar (a knwb.progress bar) steps after each call.
+function edit.score(model, items, opts, bar)
+  local order = {}
+  for k = 1, #items do order[k] = k end
+  table.sort(order, function(a, b)
+    local la, lb = #items[a].ids, #items[b].ids
+    if la ~= lb then return la < lb end
+    return a < b
+  end)
+  local out = {}
+  for s = 1, #order, 1024 do
+    local part = {}
+    for k = s, math.min(s + 1023, #order) do part[#part + 1] = items[order[k]] end
+    for k, r in ipairs(model:score(part, opts)) do out[order[s + k - 1]] = r end
+    if bar then bar:step(#part) end
+  end
+  return out
+end
+
+--- edit.evaluate(model, items [, opts [, bar]]) -> {n, correct, acc, nll, ppl}, results: accuracy
+--- (top-1 == gold), nll = mean over prompts of -ln P(gold), ppl = exp(nll); results are
+--- model:score's rows in the items' order.
+function edit.evaluate(model, items, opts, bar)
+  local res = edit.score(model, items, opts, bar)
   return edit.summarize(items, res), res
 end
 
