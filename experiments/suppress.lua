@@ -192,23 +192,23 @@ for _, line in ipairs(resumed) do
   done[k][line.set] = true
 end
 
-local total, todo = 0, 0
+local total, pending = 0, 0
 for _, e in ipairs(facts_list) do
   local n = #items(e)
   total = total + n
   local d = done[e.key]
   e.done = d and d.kn and d.baseline and d.random and d.off_target
-  if not e.done then todo = todo + n end
+  if not e.done then pending = pending + n end
 end
 if not other_relations then
   io.stderr:write("suppress: only one relation, so there is no off-target control (its changes are 0)\n")
 end
-if todo < total then
-  io.stderr:write(("suppress: resuming in %s: %d of %d prompts already scored\n"):format(run.dir, total - todo, total))
+if pending < total then
+  io.stderr:write(("suppress: resuming in %s: %d of %d prompts already scored\n"):format(run.dir, total - pending, total))
 end
 
 local out <close> = run:jsonl("results.jsonl")
-local bar = knwb.progress.new("suppress", todo, { unit = "prompts" })
+local bar = knwb.progress.new("suppress", pending, { unit = "prompts" })
 local t0 = knwb.core.now()
 for _, e in ipairs(facts_list) do
   if not e.done then
@@ -289,7 +289,7 @@ local function num(x) return x == nil and json.null or x end
 
 local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = other_relations and cfg.controls.off_target or "none",
   relations = #set.relations, facts = #facts_list, prompts = total, neurons = source, seconds = seconds,
-  prompts_per_second = todo > 0 and seconds > 0 and todo / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
+  prompts_per_second = pending > 0 and seconds > 0 and pending / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
   mean_p0 = res.kn.suppress.mean_p0 }
 for _, name in ipairs(SETS) do
   local s, a = res[name].suppress, res[name].amplify
@@ -394,7 +394,7 @@ if source ~= "computed" then prov.neurons_sha256 = knwb.run.sha256_file(source) 
 run:provenance(prov)
 
 io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s\n"):format(#set.relations,
-  #facts_list, total, todo, seconds))
+  #facts_list, total, pending, seconds))
 local function headline(op)
   local r = res
   return ("%s (baseline %s, random %s, off-target %s); mean change of ln P(gold) %s"):format(
