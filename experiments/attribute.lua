@@ -22,12 +22,10 @@ local cfg = opts.cfg
 local run = knwb.run.new { experiment = "attribute", out = opts.out }
 run:write_config(cfg)
 
-local model = knwb.load(cfg.model)
-local set = cfg.facts.format == "pararel"
-  and knwb.facts.load_pararel { patterns = cfg.facts.templates, facts = cfg.facts.facts, relations = cfg.facts.relations,
-    min_templates = cfg.facts.min_templates }
-  or knwb.facts.load { facts = cfg.facts.facts, templates = cfg.facts.templates, relations = cfg.facts.relations }
-local dropped = neurons.prepare(set, model, cfg.facts)
+local X = require "knwb.experiment"
+local model = X.load_model("attribute", cfg.model)
+local set = X.load_facts("attribute", cfg.facts, model)
+local dropped = set.dropped_multi_token or {}
 local t0 = knwb.core.now()
 local records, st = neurons.compute(model, set, cfg)
 local seconds = knwb.core.now() - t0

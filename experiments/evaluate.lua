@@ -15,12 +15,9 @@ local opts = cli.parse(arg, {
 local cfg = opts.cfg
 local run = knwb.run.new { experiment = "evaluate", out = opts.out }
 run:write_config(cfg)
-local model = knwb.load(cfg.model)
-local set = cfg.facts.format == "pararel"
-  and facts.load_pararel { patterns = cfg.facts.templates, facts = cfg.facts.facts, relations = cfg.facts.relations,
-    min_templates = cfg.facts.min_templates }
-  or facts.load { facts = cfg.facts.facts, templates = cfg.facts.templates, relations = cfg.facts.relations }
-knwb.neurons.prepare(set, model, cfg.facts)
+local X = require "knwb.experiment"
+local model = X.load_model("evaluate", cfg.model)
+local set = X.load_facts("evaluate", cfg.facts, model)
 
 local train = pretrain.corpus(model, set, "train")
 local held = pretrain.corpus(model, set, "held_out")

@@ -61,45 +61,20 @@ local opts = cli.parse(arg, {
 })
 local cfg = opts.cfg
 
-local function fail(msg)
-  io.stderr:write("suppress: ", tostring(msg), "\n")
-  os.exit(2)
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
+local X = require "knwb.experiment"
+local function fail(msg) X.refuse("suppress", msg) end
 
 ---------------------------------------------------------------------------------------------------
 -- Inputs: model, facts, neurons.
 
-if cfg.neurons ~= "" and not exists(cfg.neurons) then
+if cfg.neurons ~= "" and not X.exists(cfg.neurons) then
   fail(("neurons file %s does not exist (the neurons setting names a neurons.jsonl written by "
     .. "experiments/attribute.lua; leave it empty to compute the neurons)"):format(cfg.neurons))
 end
 
-local model
-local ok, err = pcall(function() model = knwb.load(cfg.model) end)
-if not ok then fail(err) end
-
-local set
-ok, err = pcall(function()
-  local fc = cfg.facts
-  set = fc.format == "pararel"
-    and knwb.facts.load_pararel { patterns = fc.templates, facts = fc.facts, relations = fc.relations,
-      min_templates = fc.min_templates }
-    or knwb.facts.load { facts = fc.facts, templates = fc.templates, relations = fc.relations }
-  for _, id in ipairs(fc.relations) do
-    local found = false
-    for _, r in ipairs(set.relations) do found = found or r.id == id end
-    for _, d in ipairs(set.dropped or {}) do found = found or d.id == id end
-    if not found then error(("unknown relation %q (not in %s)"):format(id, fc.facts), 0) end
-  end
-  neurons.prepare(set, model, fc)
-end)
-if not ok then fail(err) end
+local model = X.load_model("suppress", cfg.model)
+local set = X.load_facts("suppress", cfg.facts, model)
+local ok, err
 
 -- The run directory, made once the inputs are known to be good.
 local run = knwb.run.new { experiment = "suppress", out = opts.out }

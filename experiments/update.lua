@@ -50,43 +50,17 @@ local U = cfg.update
 local run = knwb.run.new { experiment = "update", out = opts.out }
 run:write_config(cfg)
 
--- A refusal of the inputs: a message, no traceback, exit status 2 (as for config errors).
-local function refuse(msg)
-  io.stderr:write("update: " .. msg .. "\n")
-  os.exit(2)
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- A relative path is looked up from the working directory, then from the repository.
-local function in_repo(path)
-  if path ~= "" and path:sub(1, 1) ~= "/" and not exists(path) and exists(knwb.root .. "/" .. path) then
-    return knwb.root .. "/" .. path
-  end
-  return path
-end
-
+local X = require "knwb.experiment"
+local function refuse(msg) X.refuse("update", msg) end
+local in_repo = X.in_repo
 local function neurons_path(path)
   if path == "" then return nil end
   return in_repo(path)
 end
 
-local loaded, model = pcall(knwb.load, cfg.model)
-if not loaded then
-  refuse(string.format("cannot load the model %s: %s%s", cfg.model, tostring(model):gsub("^.-:%d+: ", ""),
-    (cfg.model == "default" or cfg.model == "") and " (the default model is built by `make model`)" or ""))
-end
+local model = X.load_model("update", cfg.model)
 local model_sha = knwb.attribution.model_hash(model)
-local fpath, tpath = in_repo(cfg.facts.facts), in_repo(cfg.facts.templates)
-local set = cfg.facts.format == "pararel"
-  and facts.load_pararel { patterns = tpath, facts = fpath, relations = cfg.facts.relations,
-    min_templates = cfg.facts.min_templates }
-  or facts.load { facts = fpath, templates = tpath, relations = cfg.facts.relations }
-neurons.prepare(set, model, cfg.facts)
+local set = X.load_facts("update", cfg.facts, model)
 local records, source = neurons.load_or_compute(model, set, cfg, neurons_path(cfg.neurons))
 if source == "computed" then neurons.write(run:path("neurons.jsonl"), records, model, { config = cfg }) end
 

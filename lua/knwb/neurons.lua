@@ -28,6 +28,7 @@ function N.prepare(set, model, fcfg)
     end
   end
   set.relations = kept
+  set.dropped_multi_token = dropped
   if #kept == 0 then error("the fact set is empty after filtering (single-token objects, enough templates)", 0) end
   return dropped
 end
