@@ -12,7 +12,7 @@
 
 typedef struct plan { const char *name; float **ptr; int64_t n; } plan;
 
-static int plan_acts(const bert_config *c, bert_acts *a, int B, int T, int P, plan *out) {
+static int plan_acts(const bert_config *c, bert_acts *a, int B, int T, int P, int flags, plan *out) {
     int64_t N = (int64_t)B * T, C = c->hidden, F = c->ffn, L = c->layers, NH = c->heads;
     int n = 0;
 #define A(field, count) out[n++] = (plan){ #field, &a->field, (count) }
@@ -23,7 +23,8 @@ static int plan_acts(const bert_config *c, bert_acts *a, int B, int T, int P, pl
     A(att, L * B * NH * T * T);
     A(ln1_in, L * N * C); A(h1, L * N * C);
     A(ln1_mean, L * N); A(ln1_rstd, L * N);
-    A(ffn_pre, L * N * F); A(ffn_act, L * N * F);
+    /* without weight gradients nothing reads a layer's ffn.act after the layer: one buffer serves all */
+    A(ffn_pre, L * N * F); A(ffn_act, (flags & KN_ACTS_INFERENCE ? 1 : L) * N * F);
     A(ln2_in, L * N * C);
     A(ln2_mean, L * N); A(ln2_rstd, L * N);
     A(keymask, N);
@@ -38,16 +39,20 @@ static int plan_acts(const bert_config *c, bert_acts *a, int B, int T, int P, pl
     return n;
 }
 
-int64_t bert_acts_bytes(const bert_config *cfg, int B, int T, int P) {
+int64_t bert_acts_bytes(const bert_config *cfg, int B, int T, int P, int flags) {
     bert_acts a;
     plan p[64];
-    int n = plan_acts(cfg, &a, B, T, P, p);
+    int n = plan_acts(cfg, &a, B, T, P, flags, p);
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += p[i].n * (int64_t)sizeof(float) + 64;
     return total + (int64_t)P * sizeof(int);
 }
 
 bert_acts *bert_acts_new(const bert_config *cfg, int B, int T, int P, kn_err *err) {
+    return bert_acts_new_ex(cfg, B, T, P, 0, err);
+}
+
+bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int flags, kn_err *err) {
     if (B < 1 || T < 1 || P < 0) { kn_fail(err, "activation arena: bad sizes B=%d T=%d P=%d", B, T, P); return NULL; }
     if (T > cfg->max_pos) {
         kn_fail(err, "sequence of %d tokens exceeds max_position_embeddings %d", T, cfg->max_pos);
@@ -55,7 +60,7 @@ bert_acts *bert_acts_new(const bert_config *cfg, int B, int T, int P, kn_err *er
     }
     bert_acts *a = calloc(1, sizeof *a);
     plan p[64];
-    int n = plan_acts(cfg, a, B, T, P, p);
+    int n = plan_acts(cfg, a, B, T, P, flags, p);
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += (p[i].n + 16) & ~(int64_t)15; /* 64-byte aligned slices */
     float *mem = aligned_alloc(64, (size_t)total * sizeof(float) + 64);
@@ -74,6 +79,7 @@ bert_acts *bert_acts_new(const bert_config *cfg, int B, int T, int P, kn_err *er
     a->ids = calloc((size_t)B * T, sizeof(int));
     a->types = calloc((size_t)B * T, sizeof(int));
     a->B = B; a->T = T; a->P = P;
+    a->flags = flags;
     a->bytes = total * (int64_t)sizeof(float);
     return a;
 }
@@ -160,7 +166,7 @@ static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) 
     float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = LAYER(a->ctx, l, NC);
     float *att = LAYER(a->att, l, (int64_t)a->B * c->heads * a->T * a->T);
     float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = LAYER(a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
-    float *pre = LAYER(a->ffn_pre, l, NF), *act = LAYER(a->ffn_act, l, NF);
+    float *pre = LAYER(a->ffn_pre, l, NF), *act = a->flags & KN_ACTS_INFERENCE ? a->ffn_act : LAYER(a->ffn_act, l, NF);
     float *out = LAYER(a->x, l + 1, NC);
 
     linear_forward(q, x, w->q_w, w->q_b, N, C, C);
@@ -260,7 +266,7 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     const float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = LAYER(a->ctx, l, NC);
     const float *att = LAYER(a->att, l, (int64_t)a->B * c->heads * a->T * a->T);
     const float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = LAYER(a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
-    const float *pre = LAYER(a->ffn_pre, l, NF), *act = LAYER(a->ffn_act, l, NF);
+    const float *pre = LAYER(a->ffn_pre, l, NF), *act = a->flags & KN_ACTS_INFERENCE ? NULL : LAYER(a->ffn_act, l, NF);
 
     /* LN2: dx -> d(ln2_in), kept in dh1 (the residual sends it to h1 as well) */
     memset(a->dh1, 0, sizeof(float) * nc);
@@ -313,6 +319,8 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
     int C = c->hidden, P = a->p, N = a->b * a->t;
     if (stop_layer < 0 || stop_layer >= c->layers)
         return kn_fail(err, "stop layer %d out of range [0, %d)", stop_layer, c->layers);
+    if (grads && (a->flags & KN_ACTS_INFERENCE))
+        return kn_fail(err, "weight gradients need an activation arena made without KN_ACTS_INFERENCE");
     /* head: logits = ln . E^T + bias */
     float *dln = a->dhead, *dpre = a->dhead + (int64_t)P * C;
     memset(a->dhead, 0, sizeof(float) * 2 * P * C);

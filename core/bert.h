@@ -100,6 +100,7 @@ typedef struct kn_intervention {
 /* ---- activations ---- */
 typedef struct bert_acts {
     int B, T, P;                 /* capacity */
+    int flags;                   /* KN_ACTS_* */
     int b, t, p;                 /* sizes of the last forward */
     /* per layer (index l), each [N, ...] with N = B*T */
     float *x;                    /* [L+1][N,C]: x[0] embeddings output, x[l+1] layer l output */
@@ -131,9 +132,13 @@ typedef struct bert_acts {
 
 /* Plans and allocates activations for up to B sequences of T tokens and P head rows. */
 bert_acts *bert_acts_new(const bert_config *cfg, int B, int T, int P, kn_err *err);
+/* KN_ACTS_INFERENCE: an arena for passes that never take weight gradients (attribution,
+ * scoring): every layer's ffn.act shares one buffer, so only the last layer's stays readable. */
+enum { KN_ACTS_INFERENCE = 1 };
+bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int flags, kn_err *err);
 void bert_acts_free(bert_acts *a);
 /* Bytes an activation arena of that size needs (for planning and reporting). */
-int64_t bert_acts_bytes(const bert_config *cfg, int B, int T, int P);
+int64_t bert_acts_bytes(const bert_config *cfg, int B, int T, int P, int flags);
 
 /* Forward pass. ids, types [B*T] (types may be NULL = all 0), attn [B*T] of 0/1 (may be NULL =
  * all 1). head_rows [P]: flat indices b*T+t whose logits to compute (P may be 0). Interventions

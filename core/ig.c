@@ -66,11 +66,15 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     double *alpha = malloc(sizeof(double) * (steps + 1)), *weight = malloc(sizeof(double) * (steps + 1));
     if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) { free(alpha); free(weight); return -1; }
     int chunk = opts->batch > 0 && opts->batch < steps ? opts->batch : steps;
-    int rows = chunk + 1; /* one extra row carries alpha = 0 for P(zero), with no gradient */
+    /* P(zero at layer l) comes from the alpha = 0 point when the rule has one (left Riemann,
+     * trapezoid); otherwise one extra row of the first chunk carries alpha = 0, with no gradient */
+    int zero_k = -1;
+    for (int k = 0; k < steps && zero_k < 0; k++) if (alpha[k] == 0.0) zero_k = k;
+    int rows = chunk + (zero_k < 0);
 
     int rc = -1;
     bert_acts *one = bert_acts_new(c, 1, T, 1, err);
-    bert_acts *many = one ? bert_acts_new(c, rows, T, rows, err) : NULL;
+    bert_acts *many = one ? bert_acts_new_ex(c, rows, T, rows, KN_ACTS_INFERENCE, err) : NULL;
     float *vals = malloc(sizeof(float) * (size_t)rows * F);
     kn_intervention *iv = malloc(sizeof *iv * rows);
     int *head = malloc(sizeof(int) * rows), *tgt = malloc(sizeof(int) * rows);
@@ -94,7 +98,8 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
         memset(grad_acc, 0, sizeof(double) * F);
         out->p_zero[li] = 0;
         for (int k0 = 0; k0 < steps; k0 += chunk) {
-            int n = steps - k0 < chunk ? steps - k0 : chunk, B = n + 1;
+            int n = steps - k0 < chunk ? steps - k0 : chunk;
+            int extra = zero_k < 0 && k0 == 0, B = n + extra;
             /* every row starts from the same input to layer l */
             float *xl = many->x + (int64_t)l * NCm;
             for (int r = 0; r < B; r++) {
@@ -108,7 +113,8 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
             }
             if (bert_forward_from(m, many, l, B, T, head, B, iv, B, err) != 0) goto done;
             kn_target_objective(many->logits, B, V, tgt, opts->use_log, wrow, pv, dlogits);
-            out->p_zero[li] = pv[n];
+            if (extra) out->p_zero[li] = pv[n];
+            else if (zero_k >= k0 && zero_k < k0 + n) out->p_zero[li] = pv[zero_k - k0];
             dffn[l] = dact;
             if (bert_backward(m, many, dlogits, l, dffn, NULL, err) != 0) goto done;
             dffn[l] = NULL;

@@ -112,12 +112,17 @@ static void push_config(lua_State *L, const bert_config *c) {
 
 static bert_acts *arena(lua_State *L, lmodel *lm, int B, int T, int P) {
     bert_acts *a = lm->acts;
-    if (a && a->B >= B && a->T == T && a->P >= P) return a;
-    int nb = B, np = P;
-    if (a && a->T == T) { nb = a->B > B ? a->B : B; np = a->P > P ? a->P : P; }
+    /* an arena serves any batch up to its capacity (shorter sequences are packed densely) */
+    if (a && a->B >= B && a->T >= T && a->P >= P) return a;
+    int nb = B, np = P, nt = T;
+    if (a) {
+        nb = a->B > B ? a->B : B;
+        np = a->P > P ? a->P : P;
+        nt = a->T > T ? a->T : T;
+    }
     bert_acts_free(a);
     kn_err err;
-    lm->acts = bert_acts_new(&lm->m->cfg, nb, T, np, &err);
+    lm->acts = bert_acts_new(&lm->m->cfg, nb, nt, np, &err);
     if (!lm->acts) raise_err(L, &err);
     return lm->acts;
 }
@@ -438,7 +443,8 @@ static void run_chunks(lua_State *L, lmodel *lm, item *it, int n, const ivspec *
                 luaL_error(L, "intervention %d: position %d out of range [0, %d)", j + 1, iv[j].pos, T);
             }
         int nk = expand_iv(iv, niv, it + first, B, kiv);
-        bert_acts *a = arena(L, lm, batch, T, batch);
+        int cap = n < batch ? n : batch;
+        bert_acts *a = arena(L, lm, cap, T, cap);
         kn_err err;
         if (bert_forward(m, a, ids, NULL, attn, B, T, head, B, kiv, nk, &err) != 0) {
             free(ids); free(attn); free(head); free(kiv);
