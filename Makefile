@@ -52,7 +52,7 @@ bench: knwb
 	@sh bench/run.sh
 
 # The default model's data and weights. `make data` rebuilds the fact set and vocabulary from the
-# installed Debian data packages; `make model` pretrains models/default (about 15 minutes);
+# installed Debian data packages; `make model` pretrains models/default (about 7 minutes);
 # `make neurons` stores its knowledge neurons (models/default/neurons.jsonl) for the editing
 # experiments; `make ref` regenerates the PyTorch parity fixtures.
 data: knwb
@@ -61,7 +61,7 @@ data: knwb
 	./knwb data/build_vocab.lua
 
 model: knwb
-	./knwb experiments/pretrain.lua configs/pretrain.yaml --save models/default --out runs/pretrain-default
+	OPENBLAS_NUM_THREADS=1 ./knwb experiments/pretrain.lua configs/pretrain.yaml --save models/default --out runs/pretrain-default
 
 neurons: knwb
 	./knwb experiments/attribute.lua configs/attribute.yaml --out runs/attribute-default
