@@ -6,7 +6,7 @@
 --   bert-base-random/     a BERT-base-shaped random model made by knwb.create (seed 1):
 --                         12 layers, hidden 768, 12 heads, FFN 3072, 512 positions (~440 MB)
 --   train-small/          a random model of the default model's config (seed 2): hidden 128,
---                         6 layers, 4 heads, FFN 512, 64 positions, vocab 2581
+--                         6 layers, 4 heads, FFN 128, 64 positions, vocab 2581
 --   inputs.json           the 12-token prompt (ids, mask position, target id) and one masked-LM
 --                         training batch (64 x 16 tokens, ~15% labelled rows), read by both
 --                         knwb_bench.lua and torch_bench.py so that both sides see the same ids.
@@ -33,7 +33,7 @@ end
 
 local BERT_BASE = { hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072,
   max_position_embeddings = 512, vocab_size = 28996 }
-local SMALL = { hidden_size = 128, num_hidden_layers = 6, num_attention_heads = 4, intermediate_size = 512,
+local SMALL = { hidden_size = 128, num_hidden_layers = 6, num_attention_heads = 4, intermediate_size = 128,
   max_position_embeddings = 64, vocab_size = 2581 }
 
 local function make_model(dir, cfg, seed, vocab)

@@ -45,7 +45,7 @@ local function head(P, C, V) return 2 * P * C * C + 2 * P * C * V end -- forward
 local function flops_forward(c, T, all_positions)
   return c.L * f_layer(1, T, c.C, c.F) + head(all_positions and T or 1, c.C, c.V)
 end
--- knwb (R = m + 1: its extra alpha = 0 row) and PyTorch best (R = m)
+-- knwb and PyTorch best (R = m rows: left Riemann includes alpha = 0, which gives P(0))
 local function flops_attr_cached(c, T, R)
   local s = c.L * f_layer(1, T, c.C, c.F) + head(1, c.C, c.V)
   for l = 0, c.L - 1 do
@@ -98,7 +98,7 @@ local tr = inputs.train
 local FL = {
   forward_knwb = flops_forward(big, Tp, false), forward_best = flops_forward(big, Tp, false),
   forward_peer = flops_forward(big, Tp, true),
-  attr_knwb = flops_attr_cached(big, Tp, m + 1), attr_best = flops_attr_cached(big, Tp, m),
+  attr_knwb = flops_attr_cached(big, Tp, m), attr_best = flops_attr_cached(big, Tp, m),
   attr_peer = flops_attr_peer(big, Tp, m),
   train_knwb = flops_train(small, tr.B, tr.T, #tr.rows), train_best = flops_train(small, tr.B, tr.T, #tr.rows),
   train_peer = flops_train(small, tr.B, tr.T, tr.B * tr.T),
@@ -259,7 +259,7 @@ for _, T in ipairs(threads) do
     -- sgemm ceiling
     local ceil_mix, ceil_ref
     if s then
-      local mix = attr_mix(big, Tp, m + 1)
+      local mix = attr_mix(big, Tp, m)
       local tot, tim = 0, 0
       for name, fl in pairs(mix) do
         local sh_ = s.shapes[name]

@@ -5,8 +5,8 @@
  *   OPENBLAS_NUM_THREADS=2 bench/out/sgemm_ceiling [seconds-per-shape]
  *
  * It is linked against the same libopenblas as knwb (pkg-config openblas) and takes its thread
- * count the same way (OPENBLAS_NUM_THREADS). Shapes, with R = 21 rows (20 IG steps + knwb's
- * alpha = 0 row) x T = 12 tokens = 252 GEMM rows, C = 768, F = 3072, V = 28996, row-major as in
+ * count the same way (OPENBLAS_NUM_THREADS). Shapes, with R = 20 rows (the 20 IG steps) x
+ * T = 12 tokens = 240 GEMM rows, C = 768, F = 3072, V = 28996, row-major as in
  * core/kernels.c:
  *   fwd_*: linear_forward        C[M,N] = A[M,K] . W[N,K]^T   (NoTrans, Trans)
  *   bwd_*: linear_backward_input C[M,N] = D[M,K] . W[K,N]     (NoTrans, NoTrans)
@@ -49,7 +49,7 @@ static void run(const shape *sh, const float *A, const float *W, float *Cm) {
 int main(int argc, char **argv) {
     double min_seconds = argc > 1 ? atof(argv[1]) : 0.25;
     if (!(min_seconds > 0)) min_seconds = 0.25;
-    const int R = 21 * 12, C = 768, F = 3072, V = 28996, H = 21;
+    const int R = 20 * 12, C = 768, F = 3072, V = 28996, H = 20;
     const shape shapes[] = {
         { "ref_240x3072x768", 240, F, C, 1 },
         { "fwd_qkvo", R, C, C, 1 },   { "fwd_ffn_in", R, F, C, 1 },  { "fwd_ffn_out", R, C, F, 1 },
