@@ -245,6 +245,54 @@ int bert_forward(const kn_model *m, bert_acts *a, const int *ids, const int *typ
     return bert_forward_from(m, a, 0, B, T, head_rows, P, iv, niv, err);
 }
 
+/* Starts B rows at layer l from a single-sequence run `one` (row 0, T tokens): every row gets
+ * one's layer-l state, except ffn.act at position pos, which row r replaces by vals[r*F..F);
+ * only that position's FFN output and LayerNorm are recomputed. Exact, because a change of
+ * ffn.act at one position changes nothing else in its own layer. */
+int bert_layer_patch(const kn_model *m, bert_acts *a, const bert_acts *one, int l, int B, int T, int pos,
+                     const float *vals, kn_err *err) {
+    const bert_config *c = &m->cfg;
+    const bert_layer_weights *w = &m->w.layer[l];
+    int C = c->hidden, F = c->ffn;
+    if (l < 0 || l >= c->layers) return kn_fail(err, "layer %d out of range [0, %d)", l, c->layers);
+    if (B < 1 || B > a->B || B > a->P || T != one->t || T > a->T || one->b != 1)
+        return kn_fail(err, "layer patch: %d rows of %d tokens do not fit the arenas", B, T);
+    if (pos < 0 || pos >= T) return kn_fail(err, "position %d out of range [0, %d)", pos, T);
+    int64_t NC1 = (int64_t)one->B * one->T * C, NN1 = (int64_t)one->B * one->T;
+    int64_t NC = (int64_t)a->B * a->T * C, NN = (int64_t)a->B * a->T, NF = (int64_t)a->B * a->T * F;
+    int64_t tc = (int64_t)T * C;
+    float *act = a->flags & KN_ACTS_INFERENCE ? a->ffn_act : LAYER(a->ffn_act, l, NF);
+    for (int r = 0; r < B; r++) {
+        memcpy(LAYER(a->x, l, NC) + r * tc, LAYER(one->x, l, NC1), sizeof(float) * tc);
+        memcpy(LAYER(a->h1, l, NC) + r * tc, LAYER(one->h1, l, NC1), sizeof(float) * tc);
+        memcpy(LAYER(a->ln2_in, l, NC) + r * tc, LAYER(one->ln2_in, l, NC1), sizeof(float) * tc);
+        memcpy(LAYER(a->x, l + 1, NC) + r * tc, LAYER(one->x, l + 1, NC1), sizeof(float) * tc);
+        memcpy(LAYER(a->ln2_mean, l, NN) + (int64_t)r * T, LAYER(one->ln2_mean, l, NN1), sizeof(float) * T);
+        memcpy(LAYER(a->ln2_rstd, l, NN) + (int64_t)r * T, LAYER(one->ln2_rstd, l, NN1), sizeof(float) * T);
+        memcpy(a->keymask + (int64_t)r * T, one->keymask, sizeof(float) * T);
+        memcpy(act + ((int64_t)r * T + pos) * F, vals + (int64_t)r * F, sizeof(float) * F);
+    }
+    /* the patched position: out = LN2(h1 + W2 . act + b2), as B rows of one GEMM */
+    float *pin = a->dffn, *pout = a->dh1, *pmean = a->head_mean, *prstd = a->head_rstd;
+    for (int r = 0; r < B; r++) memcpy(pin + (int64_t)r * F, vals + (int64_t)r * F, sizeof(float) * F);
+    linear_forward(pout, pin, w->ffn_out_w, w->ffn_out_b, B, F, C);
+    const float *h1 = LAYER(one->h1, l, NC1) + (int64_t)pos * C;
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < C; j++) pout[(int64_t)r * C + j] += h1[j];
+    float *normed = a->dtmp;
+    layernorm_forward(normed, pmean, prstd, pout, w->ln2_w, w->ln2_b, B, C, c->ln_eps);
+    for (int r = 0; r < B; r++) {
+        int64_t row = (int64_t)r * T + pos;
+        memcpy(LAYER(a->ln2_in, l, NC) + row * C, pout + (int64_t)r * C, sizeof(float) * C);
+        memcpy(LAYER(a->x, l + 1, NC) + row * C, normed + (int64_t)r * C, sizeof(float) * C);
+        LAYER(a->ln2_mean, l, NN)[row] = pmean[r];
+        LAYER(a->ln2_rstd, l, NN)[row] = prstd[r];
+    }
+    a->b = B;
+    a->t = T;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- backward */
 
 /* Gradient slice of a parameter field inside the flat gradient buffer. */

@@ -153,6 +153,13 @@ int bert_forward(const kn_model *m, bert_acts *a, const int *ids, const int *typ
 int bert_forward_from(const kn_model *m, bert_acts *a, int start, int B, int T,
                       const int *head_rows, int P, const kn_intervention *iv, int niv, kn_err *err);
 
+/* Starts B rows at layer l from a single-sequence forward `one` (B = 1, T tokens): each row
+ * gets one's layer-l state except ffn.act at position pos, replaced by vals[r*F .. (r+1)*F);
+ * only that position's output is recomputed. Continue with bert_forward_from(m, a, l + 1, ...).
+ * The backward of such a batch may stop at layer l's ffn.act (attribution), not go below. */
+int bert_layer_patch(const kn_model *m, bert_acts *a, const bert_acts *one, int l, int B, int T, int pos,
+                     const float *vals, kn_err *err);
+
 /* Backward from dlogits [P,V] (the gradient of a scalar w.r.t. the logits of the last forward).
  * Without weight gradients (grads NULL) it stops at layer stop_layer's ffn.act. When
  * dffn_act is not NULL, dffn_act[l] (for l >= stop_layer; NULL entries skipped) receives the

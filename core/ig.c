@@ -56,7 +56,7 @@ int kn_quadrature_points(kn_quadrature q, int m, double *alpha, double *weight, 
 int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_pos, int target,
           const int *layers, int nlayers, const kn_ig_opts *opts, kn_ig_out *out, kn_err *err) {
     const bert_config *c = &m->cfg;
-    int C = c->hidden, F = c->ffn, V = c->vocab_size;
+    int F = c->ffn, V = c->vocab_size;
     int steps = opts->steps;
     if (mask_pos < 0 || mask_pos >= T) return kn_fail(err, "mask position %d out of range [0, %d)", mask_pos, T);
     if (target < 0 || target >= V) return kn_fail(err, "target id %d out of range [0, %d)", target, V);
@@ -76,7 +76,6 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     bert_acts *one = bert_acts_new(c, 1, T, 1, err);
     bert_acts *many = one ? bert_acts_new_ex(c, rows, T, rows, KN_ACTS_INFERENCE, err) : NULL;
     float *vals = malloc(sizeof(float) * (size_t)rows * F);
-    kn_intervention *iv = malloc(sizeof *iv * rows);
     int *head = malloc(sizeof(int) * rows), *tgt = malloc(sizeof(int) * rows);
     float *wrow = malloc(sizeof(float) * rows), *dlogits = malloc(sizeof(float) * (size_t)rows * V);
     double *pv = malloc(sizeof(double) * rows);
@@ -89,7 +88,7 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     if (bert_forward(m, one, ids, types, NULL, 1, T, &mrow, 1, NULL, 0, err) != 0) goto done;
     kn_target_objective(one->logits, 1, V, &target, opts->use_log, NULL, &out->p_full, NULL);
     for (int r = 0; r < rows; r++) { head[r] = r * T + mask_pos; tgt[r] = target; }
-    int64_t NC1 = (int64_t)T * C, NCm = (int64_t)rows * T * C, NF1 = (int64_t)T * F;
+    int64_t NF1 = (int64_t)T * F;
 
     for (int li = 0; li < nlayers; li++) {
         int l = layers[li];
@@ -100,18 +99,15 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
         for (int k0 = 0; k0 < steps; k0 += chunk) {
             int n = steps - k0 < chunk ? steps - k0 : chunk;
             int extra = zero_k < 0 && k0 == 0, B = n + extra;
-            /* every row starts from the same input to layer l */
-            float *xl = many->x + (int64_t)l * NCm;
+            /* every row is the unmodified run up to layer l, with the mask-position ffn.act
+             * replaced by alpha_k * w: only that position of layer l is recomputed */
             for (int r = 0; r < B; r++) {
-                memcpy(xl + (int64_t)r * NC1, one->x + (int64_t)l * NC1, sizeof(float) * NC1);
-                for (int t = 0; t < T; t++) many->keymask[r * T + t] = 1.0f;
                 double a = r < n ? alpha[k0 + r] : 0.0;
                 for (int i = 0; i < F; i++) vals[(int64_t)r * F + i] = (float)(a * w[i]);
-                iv[r] = (kn_intervention){ .layer = l, .row = r, .pos = mask_pos, .op = KN_SET, .n = 0,
-                                           .idx = NULL, .val = vals + (int64_t)r * F };
                 wrow[r] = r < n ? 1.0f : 0.0f;
             }
-            if (bert_forward_from(m, many, l, B, T, head, B, iv, B, err) != 0) goto done;
+            if (bert_layer_patch(m, many, one, l, B, T, mask_pos, vals, err) != 0) goto done;
+            if (bert_forward_from(m, many, l + 1, B, T, head, B, NULL, 0, err) != 0) goto done;
             kn_target_objective(many->logits, B, V, tgt, opts->use_log, wrow, pv, dlogits);
             if (extra) out->p_zero[li] = pv[n];
             else if (zero_k >= k0 && zero_k < k0 + n) out->p_zero[li] = pv[zero_k - k0];
@@ -136,7 +132,7 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
 done:
     bert_acts_free(one);
     bert_acts_free(many);
-    free(alpha); free(weight); free(vals); free(iv); free(head); free(tgt); free(wrow); free(dlogits);
+    free(alpha); free(weight); free(vals); free(head); free(tgt); free(wrow); free(dlogits);
     free(pv); free(dffn); free(dact); free(grad_acc);
     return rc;
 }
