@@ -19,12 +19,13 @@ local opts = cli.parse(arg, {
   config = "configs/attribute.yaml", schema = schema,
 })
 local cfg = opts.cfg
-local run = knwb.run.new { experiment = "attribute", out = opts.out }
-run:write_config(cfg)
 
 local X = require "knwb.experiment"
 local model = X.load_model("attribute", cfg.model)
 local set = X.load_facts("attribute", cfg.facts, model)
+-- the run directory is made once the inputs are known to be good
+local run = knwb.run.new { experiment = "attribute", out = opts.out }
+run:write_config(cfg)
 local dropped = set.dropped_multi_token or {}
 local t0 = knwb.core.now()
 local records, st = neurons.compute(model, set, cfg)

@@ -95,8 +95,10 @@ for _, r in ipairs(targets) do
 end
 if #plans == 0 then refuse("no relation of the fact set has knowledge neurons to erase; the model is unchanged") end
 
+-- the run directory is made once the inputs are known to be good
 local run = knwb.run.new { experiment = "erase", out = opts.out }
 run:write_config(cfg)
+
 if source == "computed" then neurons.write(run:path("neurons.jsonl"), records, model, { config = cfg }) end
 
 -- Every prompt of every relation, in one list; each relation owns a contiguous range.

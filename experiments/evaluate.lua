@@ -13,11 +13,12 @@ local opts = cli.parse(arg, {
   config = "configs/evaluate.yaml", schema = schema,
 })
 local cfg = opts.cfg
-local run = knwb.run.new { experiment = "evaluate", out = opts.out }
-run:write_config(cfg)
 local X = require "knwb.experiment"
 local model = X.load_model("evaluate", cfg.model)
 local set = X.load_facts("evaluate", cfg.facts, model)
+-- the run directory is made once the inputs are known to be good
+local run = knwb.run.new { experiment = "evaluate", out = opts.out }
+run:write_config(cfg)
 
 local train = pretrain.corpus(model, set, "train")
 local held = pretrain.corpus(model, set, "held_out")

@@ -47,8 +47,6 @@ local opts = cli.parse(arg, {
 })
 local cfg = opts.cfg
 local U = cfg.update
-local run = knwb.run.new { experiment = "update", out = opts.out }
-run:write_config(cfg)
 
 local X = require "knwb.experiment"
 local function refuse(msg) X.refuse("update", msg) end
@@ -61,6 +59,9 @@ end
 local model = X.load_model("update", cfg.model)
 local model_sha = knwb.attribution.model_hash(model)
 local set = X.load_facts("update", cfg.facts, model)
+-- the run directory is made once the inputs are known to be good
+local run = knwb.run.new { experiment = "update", out = opts.out }
+run:write_config(cfg)
 local records, source = neurons.load_or_compute(model, set, cfg, neurons_path(cfg.neurons))
 if source == "computed" then neurons.write(run:path("neurons.jsonl"), records, model, { config = cfg }) end
 
