@@ -54,6 +54,16 @@ local function flops_attr_cached(c, T, R)
   end
   return s
 end
+-- knwb starts each layer l from a patched copy of the unmodified run: layer l itself is not
+-- recomputed for the R rows, only W2 . act at the mask position (bert_layer_patch)
+local function flops_attr_knwb(c, T, R)
+  local s = c.L * f_layer(1, T, c.C, c.F) + head(1, c.C, c.V)
+  for l = 0, c.L - 1 do
+    s = s + (c.L - l - 1) * f_layer(R, T, c.C, c.F) + 2 * R * c.C * c.F
+      + (c.L - l - 1) * b_layer(R, T, c.C, c.F) + 2 * R * T * c.C * c.F + 2 * head(R, c.C, c.V)
+  end
+  return s
+end
 local function flops_attr_peer(c, T, m)
   local s = 0
   for l = 0, c.L - 1 do
@@ -71,12 +81,12 @@ end
 -- the attribution's GEMM mix, for the sgemm ceiling of its own shapes (FLOPs per sgemm_ceiling shape)
 local function attr_mix(c, T, R)
   local fwd_layers, bwd_layers = 0, 0
-  for l = 0, c.L - 1 do fwd_layers = fwd_layers + (c.L - l); bwd_layers = bwd_layers + (c.L - l - 1) end
+  for l = 0, c.L - 1 do fwd_layers = fwd_layers + (c.L - l - 1); bwd_layers = bwd_layers + (c.L - l - 1) end
   local N = R * T
   return {
     fwd_qkvo = fwd_layers * 8 * N * c.C * c.C + c.L * 2 * R * c.C * c.C, -- + head dense (same kind)
     fwd_ffn_in = fwd_layers * 2 * N * c.C * c.F,
-    fwd_ffn_out = fwd_layers * 2 * N * c.C * c.F,
+    fwd_ffn_out = fwd_layers * 2 * N * c.C * c.F + c.L * 2 * R * c.C * c.F, -- + the patched mask rows
     bwd_qkvo = bwd_layers * 8 * N * c.C * c.C + c.L * 2 * R * c.C * c.C,
     bwd_ffn_in = bwd_layers * 2 * N * c.C * c.F,
     bwd_ffn_out = (bwd_layers + c.L) * 2 * N * c.C * c.F,
@@ -98,7 +108,7 @@ local tr = inputs.train
 local FL = {
   forward_knwb = flops_forward(big, Tp, false), forward_best = flops_forward(big, Tp, false),
   forward_peer = flops_forward(big, Tp, true),
-  attr_knwb = flops_attr_cached(big, Tp, m), attr_best = flops_attr_cached(big, Tp, m),
+  attr_knwb = flops_attr_knwb(big, Tp, m), attr_best = flops_attr_cached(big, Tp, m),
   attr_peer = flops_attr_peer(big, Tp, m),
   train_knwb = flops_train(small, tr.B, tr.T, #tr.rows), train_best = flops_train(small, tr.B, tr.T, #tr.rows),
   train_peer = flops_train(small, tr.B, tr.T, tr.B * tr.T),

@@ -57,3 +57,30 @@ double kn_mlm_loss(const float *logits, int P, int V, const int *labels, float *
     if (correct) *correct = ok;
     return loss / n;
 }
+
+double kn_mlm_loss_smoothed(const float *logits, int P, int V, const int *labels, float s, float *dlogits,
+                            int *labelled, int *correct) {
+    int n = 0;
+    double ce = kn_mlm_loss(logits, P, V, labels, dlogits, &n, correct);
+    if (labelled) *labelled = n;
+    if (n == 0 || s == 0.0f) return ce;
+    /* the uniform part: -1/V sum_i log p_i = logsumexp(row) - mean(row) */
+    double uni = 0;
+    for (int p = 0; p < P; p++) {
+        if (labels[p] < 0) continue;
+        const float *row = logits + (long)p * V;
+        float mx = row[0];
+        for (int i = 1; i < V; i++) if (row[i] > mx) mx = row[i];
+        double sum = 0, mean = 0;
+        for (int i = 0; i < V; i++) { sum += exp((double)row[i] - mx); mean += row[i]; }
+        uni += mx + log(sum) - mean / V;
+        if (dlogits) {
+            /* kn_mlm_loss left (p - onehot) / n; the smoothed target moves s of the one-hot
+             * mass to the uniform distribution */
+            float *d = dlogits + (long)p * V;
+            for (int i = 0; i < V; i++) d[i] -= s / V / n;
+            d[labels[p]] += s / n;
+        }
+    }
+    return (1 - s) * ce + s * uni / n;
+}

@@ -14,4 +14,10 @@ void kn_target_objective(const float *logits, int P, int V, const int *target, i
  * rows whose argmax is the label. Returns 0 when no row is labelled. */
 double kn_mlm_loss(const float *logits, int P, int V, const int *labels, float *dlogits, int *labelled, int *correct);
 
+/* Masked-LM cross-entropy with label smoothing s in [0, 1): each labelled row's target is
+ * (1 - s) onehot(label) + s / V. Returns that loss (mean over labelled rows); dlogits (may be
+ * NULL) gets its gradient, (p - target) / n. s = 0 is kn_mlm_loss exactly. */
+double kn_mlm_loss_smoothed(const float *logits, int P, int V, const int *labels, float s, float *dlogits,
+                            int *labelled, int *correct);
+
 #endif

@@ -38,17 +38,6 @@ void kn_trainer_free(kn_trainer *t) {
     free(t);
 }
 
-/* Label smoothing mixes the one-hot target with the uniform distribution: the gradient becomes
- * (p - (1 - s) onehot - s / V) / n, which keeps the model's softmax from saturating. */
-static void smooth(float *dlogits, const int *labels, int P, int V, int n, float s) {
-    for (int p = 0; p < P; p++) {
-        if (labels[p] < 0) continue;
-        float *d = dlogits + (long)p * V;
-        for (int i = 0; i < V; i++) d[i] -= s / V / n;
-        d[labels[p]] += s / n;
-    }
-}
-
 int kn_train_step(kn_trainer *t, const int *ids, const int *types, const int *attn, int B, int T,
                   const int *rows, const int *labels, int P, float lr, float clip, float label_smoothing,
                   kn_step_stats *st, kn_err *err) {
@@ -60,9 +49,11 @@ int kn_train_step(kn_trainer *t, const int *ids, const int *types, const int *at
         if (labels[p] >= V) return kn_fail(err, "label %d out of range [0, %d)", labels[p], V);
     if (bert_forward(m, t->acts, ids, types, attn, B, T, rows, P, NULL, 0, err) != 0) return -1;
     int n = 0, correct = 0;
-    double loss = kn_mlm_loss(t->acts->logits, P, V, labels, t->dlogits, &n, &correct);
+    /* label smoothing keeps the softmax from saturating; the loss reported is the plain
+     * cross-entropy, comparable across settings */
+    kn_mlm_loss_smoothed(t->acts->logits, P, V, labels, label_smoothing, t->dlogits, &n, &correct);
     if (n == 0) return kn_fail(err, "training batch has no labelled rows");
-    if (label_smoothing > 0) smooth(t->dlogits, labels, P, V, n, label_smoothing);
+    double loss = kn_mlm_loss(t->acts->logits, P, V, labels, NULL, NULL, NULL);
     memset(t->grads, 0, sizeof(float) * m->nweights);
     if (bert_backward(m, t->acts, t->dlogits, 0, NULL, t->grads, err) != 0) return -1;
     double norm = 0;
