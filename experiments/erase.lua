@@ -46,11 +46,7 @@ local E = cfg.erase
 
 local X = require "knwb.experiment"
 local function refuse(msg) X.refuse("erase", msg) end
-local in_repo = X.in_repo
-local function neurons_path(path)
-  if path == "" then return nil end
-  return in_repo(path)
-end
+local neurons_path = X.neurons_path
 
 local model = X.load_model("erase", cfg.model)
 local model_sha = knwb.attribution.model_hash(model)

@@ -50,11 +50,7 @@ local U = cfg.update
 
 local X = require "knwb.experiment"
 local function refuse(msg) X.refuse("update", msg) end
-local in_repo = X.in_repo
-local function neurons_path(path)
-  if path == "" then return nil end
-  return in_repo(path)
-end
+local neurons_path = X.neurons_path
 
 local model = X.load_model("update", cfg.model)
 local model_sha = knwb.attribution.model_hash(model)

@@ -20,63 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_values.h"
+
 #define DOC "knwb.json.doc"
 #define BUFFER "knwb.json.buffer"
-#define MAX_DEPTH 200
-
-/* ---------------------------------------------------------------------------------------------
- * Values shared with knwb.yaml through the registry (see yaml.c). */
-
-static int null_tostring(lua_State *L) {
-    lua_pushliteral(L, "null");
-    return 1;
-}
-
-static int null_newindex(lua_State *L) {
-    return luaL_error(L, "knwb.null is a constant and cannot hold fields");
-}
-
-static void push_null(lua_State *L) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "knwb.null") == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 4);
-    lua_pushliteral(L, "knwb.null");
-    lua_setfield(L, -2, "__name");
-    lua_pushcfunction(L, null_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, null_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "knwb.null");
-}
-
-static int is_null(lua_State *L, int idx) {
-    int yes;
-    idx = lua_absindex(L, idx);
-    push_null(L);
-    yes = lua_rawequal(L, idx, -1);
-    lua_pop(L, 1);
-    return yes;
-}
-
-static void push_object_mt(lua_State *L) {
-    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, "knwb.object")) return;
-    lua_pushliteral(L, "knwb.object");
-    lua_setfield(L, -2, "__name");
-}
-
-static int is_object_marked(lua_State *L, int idx) {
-    int yes;
-    if (!lua_getmetatable(L, idx)) return 0;
-    push_object_mt(L);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Decoding. The jansson document is held by a userdata until converted, so a memory error in
@@ -113,7 +60,7 @@ static void push_json(lua_State *L, json_t *v, int depth) {
             lua_rawset(L, -3);
         }
         if (json_object_size(v) == 0) {
-            push_object_mt(L);
+            knwb_push_object_mt(L);
             lua_setmetatable(L, -2);
         }
         break;
@@ -132,7 +79,7 @@ static void push_json(lua_State *L, json_t *v, int depth) {
     case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
     case JSON_TRUE: lua_pushboolean(L, 1); break;
     case JSON_FALSE: lua_pushboolean(L, 0); break;
-    default: push_null(L);
+    default: knwb_push_null(L);
     }
 }
 
@@ -175,63 +122,12 @@ static int l_load(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Encoding into a malloc'd buffer owned by a userdata (see yaml.c for why not luaL_Buffer). */
-
-typedef struct Buffer { char *p; size_t n, cap; } Buffer;
-
-static int buffer_gc(lua_State *L) {
-    Buffer *b = luaL_checkudata(L, 1, BUFFER);
-    free(b->p);
-    b->p = NULL;
-    return 0;
-}
-
-static void add(lua_State *L, Buffer *b, const char *s, size_t n) {
-    if (b->cap - b->n < n) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *p;
-        while (cap - b->n < n) cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL) luaL_error(L, "json.encode: not enough memory");
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void adds(lua_State *L, Buffer *b, const char *s) { add(L, b, s, strlen(s)); }
-
-typedef struct Frame {
-    const struct Frame *up;
-    const char *key; /* NULL: index */
-    size_t key_len;
-    lua_Integer index;
-} Frame;
+ * Encoding into a knwb_Buffer (lua_values.h); key paths for error messages are knwb_Frame chains. */
 
 typedef struct Options { int indent, sort_keys; } Options;
 
-static void path_string(lua_State *L, const Frame *f) {
-    const Frame *chain[MAX_DEPTH + 2];
-    int n = 0, parts = 0;
-    if (f == NULL) {
-        lua_pushliteral(L, "(top)");
-        return;
-    }
-    for (; f && n < MAX_DEPTH + 2; f = f->up) chain[n++] = f;
-    luaL_checkstack(L, 2 * n + 1, "path");
-    for (int k = n - 1; k >= 0; k--, parts++) {
-        if (chain[k]->key == NULL) {
-            lua_pushfstring(L, "[%I]", chain[k]->index);
-            continue;
-        }
-        if (k != n - 1) lua_pushliteral(L, "."), parts++;
-        lua_pushlstring(L, chain[k]->key, chain[k]->key_len);
-    }
-    lua_concat(L, parts);
-}
-
-static int encode_fail(lua_State *L, const Frame *f, const char *what) {
-    path_string(L, f);
+static int encode_fail(lua_State *L, const knwb_Frame *f, const char *what) {
+    knwb_path_string(L, f);
     return luaL_error(L, "json.encode: %s at %s", what, lua_tostring(L, -1));
 }
 
@@ -252,8 +148,8 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
-static void encode_string(lua_State *L, Buffer *b, const char *s, size_t n, const Frame *f) {
-    add(L, b, "\"", 1);
+static void encode_string(lua_State *L, knwb_Buffer *b, const char *s, size_t n, const knwb_Frame *f) {
+    knwb_buffer_add(L, b, "\"", 1);
     for (size_t k = 0; k < n;) {
         unsigned char c = (unsigned char)s[k];
         size_t len;
@@ -261,44 +157,34 @@ static void encode_string(lua_State *L, Buffer *b, const char *s, size_t n, cons
         if (c >= 0x20 && c != '"' && c != '\\') {
             len = utf8_len((const unsigned char *)s + k, n - k);
             if (len == 0) encode_fail(L, f, "string is not valid UTF-8");
-            add(L, b, s + k, len);
+            knwb_buffer_add(L, b, s + k, len);
             k += len;
             continue;
         }
         switch (c) {
-        case '"': adds(L, b, "\\\""); break;
-        case '\\': adds(L, b, "\\\\"); break;
-        case '\n': adds(L, b, "\\n"); break;
-        case '\t': adds(L, b, "\\t"); break;
-        case '\r': adds(L, b, "\\r"); break;
-        case '\b': adds(L, b, "\\b"); break;
-        case '\f': adds(L, b, "\\f"); break;
-        default: snprintf(esc, sizeof esc, "\\u%04x", c), adds(L, b, esc);
+        case '"': knwb_buffer_adds(L, b, "\\\""); break;
+        case '\\': knwb_buffer_adds(L, b, "\\\\"); break;
+        case '\n': knwb_buffer_adds(L, b, "\\n"); break;
+        case '\t': knwb_buffer_adds(L, b, "\\t"); break;
+        case '\r': knwb_buffer_adds(L, b, "\\r"); break;
+        case '\b': knwb_buffer_adds(L, b, "\\b"); break;
+        case '\f': knwb_buffer_adds(L, b, "\\f"); break;
+        default: snprintf(esc, sizeof esc, "\\u%04x", c), knwb_buffer_adds(L, b, esc);
         }
         k++;
     }
-    add(L, b, "\"", 1);
+    knwb_buffer_add(L, b, "\"", 1);
 }
 
-/* The shortest of %.15g..%.17g that reads back to the same double, always with a '.' or an
- * exponent so that it decodes as a real again. */
-static void format_double(char *out, size_t size, double d) {
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, size, "%.*g", prec, d);
-        if (strtod(out, NULL) == d) break;
-    }
-    if (strspn(out, "-0123456789") == strlen(out)) strncat(out, ".0", size - strlen(out) - 1);
-}
-
-static void newline(lua_State *L, Buffer *b, const Options *o, int level) {
+static void newline(lua_State *L, knwb_Buffer *b, const Options *o, int level) {
     if (o->indent <= 0) return;
-    add(L, b, "\n", 1);
-    for (int k = 0; k < o->indent * level; k++) add(L, b, " ", 1);
+    knwb_buffer_add(L, b, "\n", 1);
+    for (int k = 0; k < o->indent * level; k++) knwb_buffer_add(L, b, " ", 1);
 }
 
 enum shape { S_EMPTY, S_ARRAY, S_OBJECT };
 
-static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const Frame *f) {
+static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const knwb_Frame *f) {
     lua_Integer count = 0, max = 0;
     int strings = 0, others = 0;
     lua_pushnil(L);
@@ -311,7 +197,7 @@ static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const Frame
         } else others++;
     }
     *len = count;
-    if (is_object_marked(L, t)) {
+    if (knwb_is_object_marked(L, t)) {
         if (strings != count) encode_fail(L, f, "object (json.object) with a non-string key");
         return count ? S_OBJECT : S_EMPTY;
     }
@@ -330,29 +216,29 @@ static int key_cmp(const void *a, const void *b) {
     return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-static void encode_value(lua_State *L, Buffer *b, int idx, const Options *o, const Frame *f, int depth);
+static void encode_value(lua_State *L, knwb_Buffer *b, int idx, const Options *o, const knwb_Frame *f, int depth);
 
-static void encode_table(lua_State *L, Buffer *b, int t, const Options *o, const Frame *f, int depth) {
+static void encode_table(lua_State *L, knwb_Buffer *b, int t, const Options *o, const knwb_Frame *f, int depth) {
     lua_Integer n;
     enum shape shape = table_shape(L, t, &n, f);
     if (depth > MAX_DEPTH) encode_fail(L, f, "nesting too deep (is there a cycle?)");
     luaL_checkstack(L, 8, "json.encode nesting");
     if (shape == S_EMPTY) {
-        adds(L, b, is_object_marked(L, t) ? "{}" : "[]");
+        knwb_buffer_adds(L, b, knwb_is_object_marked(L, t) ? "{}" : "[]");
         return;
     }
     if (shape == S_ARRAY) {
-        add(L, b, "[", 1);
+        knwb_buffer_add(L, b, "[", 1);
         for (lua_Integer i = 1; i <= n; i++) {
-            Frame fr = {f, NULL, 0, i};
-            if (i > 1) add(L, b, ",", 1);
+            knwb_Frame fr = {f, NULL, 0, i};
+            if (i > 1) knwb_buffer_add(L, b, ",", 1);
             newline(L, b, o, depth + 1);
             lua_rawgeti(L, t, i);
             encode_value(L, b, -1, o, &fr, depth + 1);
             lua_pop(L, 1);
         }
         newline(L, b, o, depth);
-        add(L, b, "]", 1);
+        knwb_buffer_add(L, b, "]", 1);
         return;
     }
     {
@@ -365,30 +251,30 @@ static void encode_table(lua_State *L, Buffer *b, int t, const Options *o, const
             i++;
         }
         if (o->sort_keys) qsort(keys, (size_t)n, sizeof *keys, key_cmp);
-        add(L, b, "{", 1);
+        knwb_buffer_add(L, b, "{", 1);
         for (i = 0; i < n; i++) {
-            Frame fr = {f, keys[i].s, keys[i].n, 0};
-            if (i > 0) add(L, b, ",", 1);
+            knwb_Frame fr = {f, keys[i].s, keys[i].n, 0};
+            if (i > 0) knwb_buffer_add(L, b, ",", 1);
             newline(L, b, o, depth + 1);
             encode_string(L, b, keys[i].s, keys[i].n, &fr);
-            adds(L, b, o->indent > 0 ? ": " : ":");
+            knwb_buffer_adds(L, b, o->indent > 0 ? ": " : ":");
             lua_pushlstring(L, keys[i].s, keys[i].n);
             lua_rawget(L, t);
             encode_value(L, b, -1, o, &fr, depth + 1);
             lua_pop(L, 1);
         }
         newline(L, b, o, depth);
-        add(L, b, "}", 1);
+        knwb_buffer_add(L, b, "}", 1);
         lua_pop(L, 1);
     }
 }
 
-static void encode_value(lua_State *L, Buffer *b, int idx, const Options *o, const Frame *f, int depth) {
+static void encode_value(lua_State *L, knwb_Buffer *b, int idx, const Options *o, const knwb_Frame *f, int depth) {
     char num[64];
     idx = lua_absindex(L, idx);
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: adds(L, b, "null"); break;
-    case LUA_TBOOLEAN: adds(L, b, lua_toboolean(L, idx) ? "true" : "false"); break;
+    case LUA_TNIL: knwb_buffer_adds(L, b, "null"); break;
+    case LUA_TBOOLEAN: knwb_buffer_adds(L, b, lua_toboolean(L, idx) ? "true" : "false"); break;
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
             snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
@@ -396,9 +282,9 @@ static void encode_value(lua_State *L, Buffer *b, int idx, const Options *o, con
             double d = lua_tonumber(L, idx);
             if (isnan(d)) encode_fail(L, f, "cannot encode NaN (JSON has no NaN or infinity)");
             if (isinf(d)) encode_fail(L, f, "cannot encode infinity (JSON has no NaN or infinity)");
-            format_double(num, sizeof num, d);
+            knwb_format_double(num, sizeof num, d);
         }
-        adds(L, b, num);
+        knwb_buffer_adds(L, b, num);
         break;
     case LUA_TSTRING: {
         size_t n;
@@ -407,7 +293,7 @@ static void encode_value(lua_State *L, Buffer *b, int idx, const Options *o, con
         break;
     }
     case LUA_TTABLE:
-        if (is_null(L, idx)) adds(L, b, "null");
+        if (knwb_is_null(L, idx)) knwb_buffer_adds(L, b, "null");
         else encode_table(L, b, idx, o, f, depth);
         break;
     default:
@@ -417,13 +303,9 @@ static void encode_value(lua_State *L, Buffer *b, int idx, const Options *o, con
 }
 
 static int encode(lua_State *L, const Options *o) {
-    Buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    luaL_setmetatable(L, BUFFER);
+    knwb_Buffer *b = knwb_buffer_new(L, BUFFER, "json.encode");
     encode_value(L, b, 1, o, NULL, 0);
-    lua_pushlstring(L, b->p, b->n);
-    free(b->p);
-    b->p = NULL;
+    knwb_buffer_push_result(L, b);
     return 1;
 }
 
@@ -463,7 +345,7 @@ static int l_object(lua_State *L) {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_settop(L, 1);
     }
-    push_object_mt(L);
+    knwb_push_object_mt(L);
     lua_setmetatable(L, 1);
     return 1;
 }
@@ -483,12 +365,9 @@ int luaopen_knwb_json(lua_State *L) {
     lua_pushcfunction(L, doc_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    luaL_newmetatable(L, BUFFER);
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    knwb_buffer_register(L, BUFFER);
     luaL_newlib(L, funcs);
-    push_null(L);
+    knwb_push_null(L);
     lua_setfield(L, -2, "null");
     return 1;
 }

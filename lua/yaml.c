@@ -20,64 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_values.h"
+
 #define LOADER "knwb.yaml.loader"
 #define BUFFER "knwb.yaml.buffer"
-#define MAX_DEPTH 200
-
-/* ---------------------------------------------------------------------------------------------
- * Values shared with knwb.json through the registry, so yaml.null == json.null and an empty table
- * marked as an object dumps as {} in both formats. */
-
-static int null_tostring(lua_State *L) {
-    lua_pushliteral(L, "null");
-    return 1;
-}
-
-static int null_newindex(lua_State *L) {
-    return luaL_error(L, "knwb.null is a constant and cannot hold fields");
-}
-
-static void push_null(lua_State *L) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "knwb.null") == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 4);
-    lua_pushliteral(L, "knwb.null");
-    lua_setfield(L, -2, "__name");
-    lua_pushcfunction(L, null_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, null_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "knwb.null");
-}
-
-static int is_null(lua_State *L, int idx) {
-    int yes;
-    idx = lua_absindex(L, idx);
-    push_null(L);
-    yes = lua_rawequal(L, idx, -1);
-    lua_pop(L, 1);
-    return yes;
-}
-
-static void push_object_mt(lua_State *L) {
-    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, "knwb.object")) return;
-    lua_pushliteral(L, "knwb.object");
-    lua_setfield(L, -2, "__name");
-}
-
-static int is_object_marked(lua_State *L, int idx) {
-    int yes;
-    if (!lua_getmetatable(L, idx)) return 0;
-    push_object_mt(L);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * The core-schema resolver, shared by loading (what does this plain scalar mean?) and dumping
@@ -343,7 +289,7 @@ static void scalar_value(lua_State *L, Loader *ld, struct scalar *v) {
 
 static void push_scalar(lua_State *L, const struct scalar *v, const yaml_event_t *ev) {
     switch (v->kind) {
-    case K_NULL: push_null(L); break;
+    case K_NULL: knwb_push_null(L); break;
     case K_BOOL: lua_pushboolean(L, v->b); break;
     case K_INT: lua_pushinteger(L, v->i); break;
     case K_FLOAT: lua_pushnumber(L, v->d); break;
@@ -411,7 +357,7 @@ static void parse_mapping(lua_State *L, Loader *ld, int depth, int path) {
     if (lua_next(L, t)) {
         lua_pop(L, 2);
     } else {
-        push_object_mt(L);
+        knwb_push_object_mt(L);
         lua_setmetatable(L, t);
     }
 }
@@ -542,67 +488,14 @@ static int l_loads(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Dumping. Output grows in a malloc'd buffer owned by a userdata (a luaL_Buffer cannot be used
- * across the unbalanced stack of a recursive walk). Paths for error messages are a chain of
- * frames on the C stack, rendered only when something is wrong. */
+ * Dumping, into a knwb_Buffer (lua_values.h); key paths for error messages are knwb_Frame chains. */
 
-typedef struct Buffer { char *p; size_t n, cap; } Buffer;
-
-static int buffer_gc(lua_State *L) {
-    Buffer *b = luaL_checkudata(L, 1, BUFFER);
-    free(b->p);
-    b->p = NULL;
-    return 0;
+static void indent(lua_State *L, knwb_Buffer *b, int n) {
+    while (n-- > 0) knwb_buffer_add(L, b, " ", 1);
 }
 
-static void add(lua_State *L, Buffer *b, const char *s, size_t n) {
-    if (b->cap - b->n < n) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *p;
-        while (cap - b->n < n) cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL) luaL_error(L, "yaml.dump: not enough memory");
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void adds(lua_State *L, Buffer *b, const char *s) { add(L, b, s, strlen(s)); }
-
-static void indent(lua_State *L, Buffer *b, int n) {
-    while (n-- > 0) add(L, b, " ", 1);
-}
-
-typedef struct Frame {
-    const struct Frame *up;
-    const char *key;   /* NULL: index */
-    size_t key_len;
-    lua_Integer index;
-} Frame;
-
-static void path_string(lua_State *L, const Frame *f) {
-    const Frame *chain[MAX_DEPTH + 2];
-    int n = 0, parts = 0;
-    if (f == NULL) {
-        lua_pushliteral(L, "(top)");
-        return;
-    }
-    for (; f && n < MAX_DEPTH + 2; f = f->up) chain[n++] = f;
-    luaL_checkstack(L, 2 * n + 1, "path");
-    for (int k = n - 1; k >= 0; k--, parts++) {
-        if (chain[k]->key == NULL) {
-            lua_pushfstring(L, "[%I]", chain[k]->index);
-            continue;
-        }
-        if (k != n - 1) lua_pushliteral(L, "."), parts++;
-        lua_pushlstring(L, chain[k]->key, chain[k]->key_len);
-    }
-    lua_concat(L, parts);
-}
-
-static int dump_fail(lua_State *L, const Frame *f, const char *what) {
-    path_string(L, f);
+static int dump_fail(lua_State *L, const knwb_Frame *f, const char *what) {
+    knwb_path_string(L, f);
     return luaL_error(L, "yaml.dump: %s at %s", what, lua_tostring(L, -1));
 }
 
@@ -653,7 +546,7 @@ static int needs_quotes(const char *s, size_t n) {
     return 0;
 }
 
-static void dump_string(lua_State *L, Buffer *b, const char *s, size_t n, const Frame *f) {
+static void dump_string(lua_State *L, knwb_Buffer *b, const char *s, size_t n, const knwb_Frame *f) {
     for (size_t k = 0; k < n;) {
         unsigned long c;
         size_t len = utf8_decode((const unsigned char *)s + k, n - k, &c);
@@ -661,46 +554,37 @@ static void dump_string(lua_State *L, Buffer *b, const char *s, size_t n, const 
         k += len;
     }
     if (!needs_quotes(s, n)) {
-        add(L, b, s, n);
+        knwb_buffer_add(L, b, s, n);
         return;
     }
-    add(L, b, "\"", 1);
+    knwb_buffer_add(L, b, "\"", 1);
     for (size_t k = 0; k < n;) {
         unsigned long c;
         size_t len = utf8_decode((const unsigned char *)s + k, n - k, &c);
         char esc[16];
         switch (c) {
-        case '"': adds(L, b, "\\\""); break;
-        case '\\': adds(L, b, "\\\\"); break;
-        case '\n': adds(L, b, "\\n"); break;
-        case '\t': adds(L, b, "\\t"); break;
-        case '\r': adds(L, b, "\\r"); break;
+        case '"': knwb_buffer_adds(L, b, "\\\""); break;
+        case '\\': knwb_buffer_adds(L, b, "\\\\"); break;
+        case '\n': knwb_buffer_adds(L, b, "\\n"); break;
+        case '\t': knwb_buffer_adds(L, b, "\\t"); break;
+        case '\r': knwb_buffer_adds(L, b, "\\r"); break;
         default:
             if (c == ' ' || plain_char(c)) {
-                add(L, b, s + k, len);
+                knwb_buffer_add(L, b, s + k, len);
             } else {
                 snprintf(esc, sizeof esc, c < 0x100 ? "\\x%02lX" : c < 0x10000 ? "\\u%04lX" : "\\U%08lX", c);
-                adds(L, b, esc);
+                knwb_buffer_adds(L, b, esc);
             }
         }
         k += len;
     }
-    add(L, b, "\"", 1);
-}
-
-/* The shortest of %.15g..%.17g that reads back to the same double. */
-static void format_double(char *out, size_t size, double d) {
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, size, "%.*g", prec, d);
-        if (strtod(out, NULL) == d) break;
-    }
-    if (strspn(out, "-0123456789") == strlen(out)) strncat(out, ".0", size - strlen(out) - 1);
+    knwb_buffer_add(L, b, "\"", 1);
 }
 
 enum shape { S_EMPTY, S_ARRAY, S_OBJECT };
 
 /* Array if the keys are exactly 1..n, object if they are all strings; anything else is refused. */
-static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const Frame *f, const char *who) {
+static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const knwb_Frame *f, const char *who) {
     lua_Integer count = 0, max = 0;
     int strings = 0, others = 0;
     lua_pushnil(L);
@@ -713,10 +597,10 @@ static enum shape table_shape(lua_State *L, int t, lua_Integer *len, const Frame
         } else others++;
     }
     *len = count;
-    if (count == 0) return is_object_marked(L, t) ? S_OBJECT : S_EMPTY;
+    if (count == 0) return knwb_is_object_marked(L, t) ? S_OBJECT : S_EMPTY;
     if (strings == count) return S_OBJECT;
     if (strings == 0 && others == 0 && max == count) return S_ARRAY;
-    path_string(L, f);
+    knwb_path_string(L, f);
     return (enum shape)luaL_error(L,
         "%s: table at %s mixes keys: a table must be an array (keys exactly 1..n) or have only string keys",
         who, lua_tostring(L, -1));
@@ -744,13 +628,13 @@ static Key *sorted_keys(lua_State *L, int t, lua_Integer n) {
     return keys;
 }
 
-static void dump_node(lua_State *L, Buffer *b, int idx, int ind, int inline_first, const Frame *f, int depth);
+static void dump_node(lua_State *L, knwb_Buffer *b, int idx, int ind, int inline_first, const knwb_Frame *f, int depth);
 
-static void dump_scalar(lua_State *L, Buffer *b, int idx, const Frame *f) {
+static void dump_scalar(lua_State *L, knwb_Buffer *b, int idx, const knwb_Frame *f) {
     char num[64];
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: adds(L, b, "null"); break;
-    case LUA_TBOOLEAN: adds(L, b, lua_toboolean(L, idx) ? "true" : "false"); break;
+    case LUA_TNIL: knwb_buffer_adds(L, b, "null"); break;
+    case LUA_TBOOLEAN: knwb_buffer_adds(L, b, lua_toboolean(L, idx) ? "true" : "false"); break;
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
             snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
@@ -758,9 +642,9 @@ static void dump_scalar(lua_State *L, Buffer *b, int idx, const Frame *f) {
             double d = lua_tonumber(L, idx);
             if (isnan(d)) strcpy(num, ".nan");
             else if (isinf(d)) strcpy(num, d > 0 ? ".inf" : "-.inf");
-            else format_double(num, sizeof num, d);
+            else knwb_format_double(num, sizeof num, d);
         }
-        adds(L, b, num);
+        knwb_buffer_adds(L, b, num);
         break;
     case LUA_TSTRING: {
         size_t n;
@@ -769,8 +653,8 @@ static void dump_scalar(lua_State *L, Buffer *b, int idx, const Frame *f) {
         break;
     }
     default:
-        if (is_null(L, idx)) {
-            adds(L, b, "null");
+        if (knwb_is_null(L, idx)) {
+            knwb_buffer_adds(L, b, "null");
             break;
         }
         lua_pushfstring(L, "cannot write a %s value", luaL_typename(L, idx));
@@ -779,27 +663,27 @@ static void dump_scalar(lua_State *L, Buffer *b, int idx, const Frame *f) {
 }
 
 /* Writes the value at idx as the rest of a line (scalars, empty tables) or as a block. */
-static void dump_node(lua_State *L, Buffer *b, int idx, int ind, int inline_first, const Frame *f, int depth) {
+static void dump_node(lua_State *L, knwb_Buffer *b, int idx, int ind, int inline_first, const knwb_Frame *f, int depth) {
     lua_Integer n;
     enum shape shape;
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) != LUA_TTABLE || is_null(L, idx)) {
+    if (lua_type(L, idx) != LUA_TTABLE || knwb_is_null(L, idx)) {
         dump_scalar(L, b, idx, f);
-        adds(L, b, "\n");
+        knwb_buffer_adds(L, b, "\n");
         return;
     }
     if (depth > MAX_DEPTH) dump_fail(L, f, "nesting too deep (is there a cycle?)");
     luaL_checkstack(L, 8, "yaml.dump nesting");
     shape = table_shape(L, idx, &n, f, "yaml.dump");
     if (n == 0) {
-        adds(L, b, shape == S_OBJECT ? "{}\n" : "[]\n");
+        knwb_buffer_adds(L, b, shape == S_OBJECT ? "{}\n" : "[]\n");
         return;
     }
     if (shape == S_ARRAY) {
         for (lua_Integer i = 1; i <= n; i++) {
-            Frame fr = {f, NULL, 0, i};
+            knwb_Frame fr = {f, NULL, 0, i};
             if (i > 1 || !inline_first) indent(L, b, ind);
-            adds(L, b, "- ");
+            knwb_buffer_adds(L, b, "- ");
             lua_rawgeti(L, idx, i);
             dump_node(L, b, -1, ind + 2, 1, &fr, depth + 1);
             lua_pop(L, 1);
@@ -809,17 +693,17 @@ static void dump_node(lua_State *L, Buffer *b, int idx, int ind, int inline_firs
     {
         Key *keys = sorted_keys(L, idx, n);
         for (lua_Integer i = 0; i < n; i++) {
-            Frame fr = {f, keys[i].s, keys[i].n, 0};
+            knwb_Frame fr = {f, keys[i].s, keys[i].n, 0};
             lua_Integer m;
             if (i > 0 || !inline_first) indent(L, b, ind);
             dump_string(L, b, keys[i].s, keys[i].n, &fr);
-            adds(L, b, ":");
+            knwb_buffer_adds(L, b, ":");
             lua_pushlstring(L, keys[i].s, keys[i].n);
             lua_rawget(L, idx);
             /* A non-empty table opens a block on the next line; anything else follows the key. */
             m = 0;
-            if (lua_type(L, -1) == LUA_TTABLE && !is_null(L, -1)) table_shape(L, lua_gettop(L), &m, &fr, "yaml.dump");
-            adds(L, b, m > 0 ? "\n" : " ");
+            if (lua_type(L, -1) == LUA_TTABLE && !knwb_is_null(L, -1)) table_shape(L, lua_gettop(L), &m, &fr, "yaml.dump");
+            knwb_buffer_adds(L, b, m > 0 ? "\n" : " ");
             dump_node(L, b, -1, ind + 2, m == 0, &fr, depth + 1);
             lua_pop(L, 1);
         }
@@ -829,16 +713,12 @@ static void dump_node(lua_State *L, Buffer *b, int idx, int ind, int inline_firs
 
 /* yaml.dump(value) -> string */
 static int l_dump(lua_State *L) {
-    Buffer *b;
+    knwb_Buffer *b;
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    luaL_setmetatable(L, BUFFER);
+    b = knwb_buffer_new(L, BUFFER, "yaml.dump");
     dump_node(L, b, 1, 0, 1, NULL, 0);
-    lua_pushlstring(L, b->p, b->n);
-    free(b->p);
-    b->p = NULL;
+    knwb_buffer_push_result(L, b);
     return 1;
 }
 
@@ -855,12 +735,9 @@ int luaopen_knwb_yaml(lua_State *L) {
     lua_pushcfunction(L, loader_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    luaL_newmetatable(L, BUFFER);
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    knwb_buffer_register(L, BUFFER);
     luaL_newlib(L, funcs);
-    push_null(L);
+    knwb_push_null(L);
     lua_setfield(L, -2, "null");
     return 1;
 }

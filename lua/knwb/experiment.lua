@@ -27,6 +27,12 @@ function X.in_repo(path)
   return path
 end
 
+--- The `neurons` setting of a config: nil when empty, else the path found by X.in_repo.
+function X.neurons_path(path)
+  if path == nil or path == "" then return nil end
+  return X.in_repo(path)
+end
+
 --- X.load_model(name, path) -> model, or refuse with a message that says how to get the default model.
 function X.load_model(name, path)
   local ok, model = pcall(knwb.load, path)
