@@ -1,0 +1,33 @@
+-- test_cli.lua: the knwb command itself: --help, --version, usage errors, a script's arguments,
+-- errors with a traceback and a non-zero exit, and an experiment's --help.
+package.path = "tests/lua/?.lua;" .. package.path
+local check = require "check"
+
+local function run(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+local out, code = run("./knwb --help")
+check.ok(code == 0 and out:find("usage: knwb SCRIPT.lua", 1, true), "--help prints the usage and exits 0")
+check.ok(out:find("experiments/erase.lua", 1, true), "--help lists the experiments")
+out, code = run("./knwb --version")
+check.ok(code == 0 and out:match("^knwb %d+%.%d+%.%d+ %(Lua 5%.4"), "--version names knwb and Lua (%s)", (out:gsub("\n", "")))
+out, code = run("./knwb")
+check.ok(code == 2 and out:find("usage:", 1, true), "no arguments: usage on stderr, exit 2")
+out, code = run("./knwb --frobnicate")
+check.ok(code == 2 and out:find("unknown option '--frobnicate'", 1, true), "an unknown option is named")
+out, code = run("./knwb tests/no-such-script.lua")
+check.ok(code == 1 and out:find("cannot open tests/no-such-script.lua", 1, true), "a missing script is named")
+out, code = run("./knwb -e 'print(arg[0], arg[1], ...)' a b")
+check.ok(code == 0 and out:find("a\tb", 1, true), "arguments reach the chunk as arg and ... (%s)", (out:gsub("\n", " ")))
+out, code = run("./knwb -e 'local knwb = require \"knwb\"; knwb.load(\"tests/fixtures/nowhere\")'")
+check.ok(code == 1 and out:find("not a model folder", 1, true) and out:find("stack traceback", 1, true),
+  "an error gives its message, a traceback and exit 1")
+out, code = run("./knwb experiments/erase.lua --help")
+check.ok(code == 0 and out:find("erase.neurons", 1, true), "an experiment's --help documents its config keys")
+out, code = run("./knwb experiments/erase.lua --set erase.neuronz=3")
+check.ok(code == 2 and out:find("erase.neuronz", 1, true), "an unknown --set key is refused, naming it")
+check.done()
