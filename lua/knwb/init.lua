@@ -135,6 +135,18 @@ function Model:prob(prompt, target)
   return r.p, r.logp, r.rank
 end
 
+--- model:update_fact(neurons, old, new [, {lambda1 = 1, lambda2 = 8}]) -> Edit: the paper's
+--- norm-scaled value-slot update (knwb.edit.update); edit:undo() restores the weights exactly.
+function Model:update_fact(neurons, old, new, opts)
+  return require("knwb.edit").update(self, neurons, old, new, opts or {})
+end
+
+--- model:erase(neurons [, {value = "zero"|"unk"}]) -> Edit: sets the value slots to zero (or
+--- the [UNK] embedding), as relation erasing does (knwb.edit.erase).
+function Model:erase(neurons, opts)
+  return require("knwb.edit").erase(self, neurons, opts or {})
+end
+
 -- submodules, loaded on first use
 setmetatable(knwb, {
   __index = function(t, k)
