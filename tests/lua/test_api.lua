@@ -79,21 +79,21 @@ check.err(function() m:attribute(item, { steps = 0 }) end, "steps 0 out of range
 -- editing conveniences: an update and an erasure, each undone exactly (on a model of its own:
 -- an edited model's attribution scores are never stored, even after undo)
 do
-local m = knwb.load("tests/fixtures/ref/odd")
+  local m = knwb.load("tests/fixtures/ref/odd")
   local before = m:score({ item })[1]
-local upd = m:update_fact({ { 2, 3 }, { 2, 7 } }, item.target, "w40")
-check.ok(m:score({ item })[1].p ~= before.p, "model:update_fact changes P")
-check.eq(#m:edits(), 1, "the update is listed among the edits in force")
-upd:undo()
-check.eq(m:score({ item })[1].p, before.p, "undoing the update restores P bit for bit")
-local er = m:erase({ { 1, 4 } })
-check.ok(m:score({ item })[1].p ~= before.p, "model:erase changes P")
-er:undo()
-check.eq(#m:edits(), 0, "no edit in force after both undos")
-check.err(function() m:erase({}) end, "no neurons to erase", "an erasure of zero neurons is refused")
-check.err(function() m:update_fact({ { 2, 3 } }, item.target, "w40 w41") end, "is not a single token",
-  "a new object of two tokens is refused")
-check.eq(m:score({ item })[1].p, before.p, "refused edits leave the model unchanged")
+  local upd = m:update_fact({ { 2, 3 }, { 2, 7 } }, item.target, "w40")
+  check.ok(m:score({ item })[1].p ~= before.p, "model:update_fact changes P")
+  check.eq(#m:edits(), 1, "the update is listed among the edits in force")
+  upd:undo()
+  check.eq(m:score({ item })[1].p, before.p, "undoing the update restores P bit for bit")
+  local er = m:erase({ { 1, 4 } })
+  check.ok(m:score({ item })[1].p ~= before.p, "model:erase changes P")
+  er:undo()
+  check.eq(#m:edits(), 0, "no edit in force after both undos")
+  check.err(function() m:erase({}) end, "no neurons to erase", "an erasure of zero neurons is refused")
+  check.err(function() m:update_fact({ { 2, 3 } }, item.target, "w40 w41") end, "is not a single token",
+    "a new object of two tokens is refused")
+  check.eq(m:score({ item })[1].p, before.p, "refused edits leave the model unchanged")
 end
 
 -- userdata are checked
