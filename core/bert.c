@@ -16,15 +16,17 @@ static int plan_acts(const bert_config *c, bert_acts *a, int B, int T, int P, in
     int64_t N = (int64_t)B * T, C = c->hidden, F = c->ffn, L = c->layers, NH = c->heads;
     int n = 0;
 #define A(field, count) out[n++] = (plan){ #field, &a->field, (count) }
-    A(x, (L + 1) * N * C);
+    /* Under KN_ACTS_INFERENCE the caches that only weight gradients read share buffers: the
+     * layer inputs x alternate between two, ctx, h1 and ffn.act keep one layer */
+    int inf = flags & KN_ACTS_INFERENCE;
+    A(x, (inf ? 2 : L + 1) * N * C);
     A(emb_in, N * C);
     A(emb_mean, N); A(emb_rstd, N);
-    A(q, L * N * C); A(k, L * N * C); A(v, L * N * C); A(ctx, L * N * C);
+    A(q, L * N * C); A(k, L * N * C); A(v, L * N * C); A(ctx, (inf ? 1 : L) * N * C);
     A(att, L * B * NH * T * T);
-    A(ln1_in, L * N * C); A(h1, L * N * C);
+    A(ln1_in, L * N * C); A(h1, (inf ? 1 : L) * N * C);
     A(ln1_mean, L * N); A(ln1_rstd, L * N);
-    /* without weight gradients nothing reads a layer's ffn.act after the layer: one buffer serves all */
-    A(ffn_pre, L * N * F); A(ffn_act, (flags & KN_ACTS_INFERENCE ? 1 : L) * N * F);
+    A(ffn_pre, L * N * F); A(ffn_act, (inf ? 1 : L) * N * F);
     A(ln2_in, L * N * C);
     A(ln2_mean, L * N); A(ln2_rstd, L * N);
     A(keymask, N);
@@ -157,17 +159,25 @@ static int check_interventions(const bert_config *c, int B, int T, const kn_inte
 
 #define LAYER(ptr, l, per) ((ptr) + (int64_t)(l) * (per))
 
+/* Layer l's input x (l = L: the encoder output) and the caches that an inference arena shares. */
+static float *x_of(const bert_acts *a, int l, int64_t per) {
+    return a->x + (int64_t)(a->flags & KN_ACTS_INFERENCE ? (l & 1) : l) * per;
+}
+static float *shared_of(const bert_acts *a, float *base, int l, int64_t per) {
+    return base + (int64_t)(a->flags & KN_ACTS_INFERENCE ? 0 : l) * per;
+}
+
 static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) {
     const bert_config *c = &m->cfg;
     const bert_layer_weights *w = &m->w.layer[l];
     int N = B * T, C = c->hidden, F = c->ffn;
     int64_t NC = (int64_t)a->B * a->T * C, NF = (int64_t)a->B * a->T * F, NN = (int64_t)a->B * a->T;
-    const float *x = LAYER(a->x, l, NC);
-    float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = LAYER(a->ctx, l, NC);
+    const float *x = x_of(a, l, NC);
+    float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = shared_of(a, a->ctx, l, NC);
     float *att = LAYER(a->att, l, (int64_t)a->B * c->heads * a->T * a->T);
-    float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = LAYER(a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
-    float *pre = LAYER(a->ffn_pre, l, NF), *act = a->flags & KN_ACTS_INFERENCE ? a->ffn_act : LAYER(a->ffn_act, l, NF);
-    float *out = LAYER(a->x, l + 1, NC);
+    float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = shared_of(a, a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
+    float *pre = LAYER(a->ffn_pre, l, NF), *act = shared_of(a, a->ffn_act, l, NF);
+    float *out = x_of(a, l + 1, NC);
 
     linear_forward(q, x, w->q_w, w->q_b, N, C, C);
     linear_forward(k, x, w->k_w, w->k_b, N, C, C);
@@ -187,7 +197,7 @@ static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) 
 static void head_forward(const kn_model *m, bert_acts *a, int P) {
     const bert_config *c = &m->cfg;
     int C = c->hidden;
-    const float *top = LAYER(a->x, c->layers, (int64_t)a->B * a->T * C);
+    const float *top = x_of(a, c->layers, (int64_t)a->B * a->T * C);
     for (int p = 0; p < P; p++) memcpy(a->head_in + (int64_t)p * C, top + (int64_t)a->head_rows[p] * C, sizeof(float) * C);
     linear_forward(a->head_pre, a->head_in, m->w.head_w, m->w.head_b, P, C, C);
     gelu_forward(a->head_act, a->head_pre, (int64_t)P * C);
@@ -261,12 +271,12 @@ int bert_layer_patch(const kn_model *m, bert_acts *a, const bert_acts *one, int 
     int64_t NC1 = (int64_t)one->B * one->T * C, NN1 = (int64_t)one->B * one->T;
     int64_t NC = (int64_t)a->B * a->T * C, NN = (int64_t)a->B * a->T, NF = (int64_t)a->B * a->T * F;
     int64_t tc = (int64_t)T * C;
-    float *act = a->flags & KN_ACTS_INFERENCE ? a->ffn_act : LAYER(a->ffn_act, l, NF);
+    float *act = shared_of(a, a->ffn_act, l, NF);
     for (int r = 0; r < B; r++) {
-        memcpy(LAYER(a->x, l, NC) + r * tc, LAYER(one->x, l, NC1), sizeof(float) * tc);
-        memcpy(LAYER(a->h1, l, NC) + r * tc, LAYER(one->h1, l, NC1), sizeof(float) * tc);
+        memcpy(x_of(a, l, NC) + r * tc, x_of(one, l, NC1), sizeof(float) * tc);
+        memcpy(shared_of(a, a->h1, l, NC) + r * tc, shared_of(one, one->h1, l, NC1), sizeof(float) * tc);
         memcpy(LAYER(a->ln2_in, l, NC) + r * tc, LAYER(one->ln2_in, l, NC1), sizeof(float) * tc);
-        memcpy(LAYER(a->x, l + 1, NC) + r * tc, LAYER(one->x, l + 1, NC1), sizeof(float) * tc);
+        memcpy(x_of(a, l + 1, NC) + r * tc, x_of(one, l + 1, NC1), sizeof(float) * tc);
         memcpy(LAYER(a->ln2_mean, l, NN) + (int64_t)r * T, LAYER(one->ln2_mean, l, NN1), sizeof(float) * T);
         memcpy(LAYER(a->ln2_rstd, l, NN) + (int64_t)r * T, LAYER(one->ln2_rstd, l, NN1), sizeof(float) * T);
         memcpy(a->keymask + (int64_t)r * T, one->keymask, sizeof(float) * T);
@@ -276,7 +286,7 @@ int bert_layer_patch(const kn_model *m, bert_acts *a, const bert_acts *one, int 
     float *pin = a->dffn, *pout = a->dh1, *pmean = a->head_mean, *prstd = a->head_rstd;
     for (int r = 0; r < B; r++) memcpy(pin + (int64_t)r * F, vals + (int64_t)r * F, sizeof(float) * F);
     linear_forward(pout, pin, w->ffn_out_w, w->ffn_out_b, B, F, C);
-    const float *h1 = LAYER(one->h1, l, NC1) + (int64_t)pos * C;
+    const float *h1 = shared_of(one, one->h1, l, NC1) + (int64_t)pos * C;
     for (int r = 0; r < B; r++)
         for (int j = 0; j < C; j++) pout[(int64_t)r * C + j] += h1[j];
     float *normed = a->dtmp;
@@ -284,7 +294,7 @@ int bert_layer_patch(const kn_model *m, bert_acts *a, const bert_acts *one, int 
     for (int r = 0; r < B; r++) {
         int64_t row = (int64_t)r * T + pos;
         memcpy(LAYER(a->ln2_in, l, NC) + row * C, pout + (int64_t)r * C, sizeof(float) * C);
-        memcpy(LAYER(a->x, l + 1, NC) + row * C, normed + (int64_t)r * C, sizeof(float) * C);
+        memcpy(x_of(a, l + 1, NC) + row * C, normed + (int64_t)r * C, sizeof(float) * C);
         LAYER(a->ln2_mean, l, NN)[row] = pmean[r];
         LAYER(a->ln2_rstd, l, NN)[row] = prstd[r];
     }
@@ -310,11 +320,12 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     int B = a->b, T = a->t, N = B * T, C = c->hidden, F = c->ffn;
     int64_t NC = (int64_t)a->B * a->T * C, NF = (int64_t)a->B * a->T * F, NN = (int64_t)a->B * a->T;
     int64_t nc = (int64_t)N * C, nf = (int64_t)N * F;
-    const float *x = LAYER(a->x, l, NC);
-    const float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = LAYER(a->ctx, l, NC);
+    /* x, ctx, h1 and act are read only for weight gradients, which an inference arena refuses */
+    const float *x = x_of(a, l, NC);
+    const float *q = LAYER(a->q, l, NC), *k = LAYER(a->k, l, NC), *v = LAYER(a->v, l, NC), *ctx = shared_of(a, a->ctx, l, NC);
     const float *att = LAYER(a->att, l, (int64_t)a->B * c->heads * a->T * a->T);
-    const float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = LAYER(a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
-    const float *pre = LAYER(a->ffn_pre, l, NF), *act = a->flags & KN_ACTS_INFERENCE ? NULL : LAYER(a->ffn_act, l, NF);
+    const float *ln1_in = LAYER(a->ln1_in, l, NC), *h1 = shared_of(a, a->h1, l, NC), *ln2_in = LAYER(a->ln2_in, l, NC);
+    const float *pre = LAYER(a->ffn_pre, l, NF), *act = shared_of(a, a->ffn_act, l, NF);
 
     /* LN2: dx -> d(ln2_in), kept in dh1 (the residual sends it to h1 as well) */
     memset(a->dh1, 0, sizeof(float) * nc);

@@ -103,7 +103,7 @@ typedef struct bert_acts {
     int flags;                   /* KN_ACTS_* */
     int b, t, p;                 /* sizes of the last forward */
     /* per layer (index l), each [N, ...] with N = B*T */
-    float *x;                    /* [L+1][N,C]: x[0] embeddings output, x[l+1] layer l output */
+    float *x;                    /* [L+1][N,C]: x[0] embeddings output, x[l+1] layer l output (x[l & 1] in an inference arena) */
     float *emb_in;               /* [N,C] embeddings sum before LayerNorm */
     float *emb_mean, *emb_rstd;  /* [N] */
     float *q, *k, *v, *ctx;      /* [L][N,C] */
@@ -132,8 +132,9 @@ typedef struct bert_acts {
 
 /* Plans and allocates activations for up to B sequences of T tokens and P head rows. */
 bert_acts *bert_acts_new(const bert_config *cfg, int B, int T, int P, kn_err *err);
-/* KN_ACTS_INFERENCE: an arena for passes that never take weight gradients (attribution,
- * scoring): every layer's ffn.act shares one buffer, so only the last layer's stays readable. */
+/* KN_ACTS_INFERENCE: an arena for passes that never take weight gradients (attribution): the
+ * caches only weight gradients read share buffers (x alternates between two; ctx, h1 and
+ * ffn.act keep one layer), so only the last layer's values of those stay readable. */
 enum { KN_ACTS_INFERENCE = 1 };
 bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int flags, kn_err *err);
 void bert_acts_free(bert_acts *a);
