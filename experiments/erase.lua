@@ -26,8 +26,7 @@ local progress = require "knwb.progress"
 
 local schema = S.record {
   model = S.model, facts = S.facts, attribution = S.attribution, refine = S.refine, seed = S.seed,
-  neurons = { type = "string", default = "models/default/neurons.jsonl",
-    doc = "knowledge neurons written by attribute.lua, reused when their .meta.json names this model (else computed); \"\" computes" },
+  neurons = S.neurons,
   erase = S.record({
     relations = { type = "list", of = { type = "string" }, default = {}, doc = "relations to erase, one at a time (empty: every relation of the fact set)" },
     neurons = { type = "integer", min = 1, default = 20, doc = "erase this many most frequent knowledge neurons of the relation (paper: 20)" },

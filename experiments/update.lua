@@ -28,8 +28,7 @@ local progress = require "knwb.progress"
 
 local schema = S.record {
   model = S.model, facts = S.facts, attribution = S.attribution, refine = S.refine, seed = S.seed,
-  neurons = { type = "string", default = "models/default/neurons.jsonl",
-    doc = "knowledge neurons written by attribute.lua, reused when their .meta.json names this model (else computed); \"\" computes" },
+  neurons = S.neurons,
   update = S.record({
     facts_per_relation = { type = "integer", min = 1, default = 10, doc = "valid edits to make per relation (paper: 10)" },
     max_tries = { type = "integer", min = 1, default = 10000, doc = "fact draws per relation at most (the code: 10000)" },

@@ -336,6 +336,21 @@ static item *read_items(lua_State *L, int t, kn_model *m, int *n_out, int need_t
     return it;
 }
 
+/* Reads the single item at stack index idx (the same table form as one entry of an item list). */
+static item *read_one_item(lua_State *L, int idx, kn_model *m, int need_target) {
+    int n;
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, 1);
+    item *it = read_items(L, lua_gettop(L), m, &n, need_target);
+    lua_pop(L, 1);
+    if (n != 1) {
+        free_items(it, n);
+        luaL_error(L, "bad argument #1 (an item {ids=, mask=, target=} expected)");
+    }
+    return it;
+}
+
 /* Interventions from Lua: { {layer=, neurons={...}|nil (all), op="set"|"scale"|"add",
  * value=number | values={...}, pos="mask"|"all"|integer}, ... }. "mask" (the default) expands
  * to one intervention per row at that row's mask position. */
@@ -576,11 +591,8 @@ static int m_capture(lua_State *L) {
 static int m_gradient(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     kn_model *m = lm->m;
-    lua_createtable(L, 1, 0);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, 1);
-    int n, niv = 0;
-    item *it = read_items(L, lua_gettop(L), m, &n, 1);
+    int n = 1, niv = 0;
+    item *it = read_one_item(L, 2, m, 1);
     int layer = (int)luaL_checkinteger(L, 3);
     if (layer < 0 || layer >= m->cfg.layers) {
         free_items(it, n);
@@ -628,11 +640,8 @@ static int m_gradient(lua_State *L) {
 static int m_attribute(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     kn_model *m = lm->m;
-    lua_createtable(L, 1, 0);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, 1);
-    int n;
-    item *it = read_items(L, lua_gettop(L), m, &n, 1);
+    int n = 1;
+    item *it = read_one_item(L, 2, m, 1);
     kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0 };
     int nl = m->cfg.layers, *layers = NULL;
     if (lua_istable(L, 3)) {

@@ -39,6 +39,9 @@ S.refine = { type = "record", doc = "knowledge-neuron refining (paper section 3;
   min_prompts = { type = "integer", min = 1, default = 3, doc = "a neuron must appear in at least this many prompts (code's hidden minimum)" },
 } }
 
+S.neurons = { type = "string", default = "models/default/neurons.jsonl",
+  doc = "knowledge neurons written by attribute.lua, reused when their .meta.json names this model (else computed); \"\" computes" }
+
 S.seed = { type = "integer", min = 0, default = 42, doc = "seed of every random choice (controls, sampling)" }
 
 function S.record(fields, doc) return { type = "record", fields = fields, doc = doc } end
