@@ -22,6 +22,9 @@
 --   summary.json      {kn = {suppress_pct, amplify_pct, suppress_dlogp, amplify_dlogp},
 --                     baseline = ..., random = ..., off_target = ...} and run totals
 --   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set)
+--   sweep.tsv/.md, sweep.svg  the dose-response curve (sweep.factors): the change with the knowledge,
+--                     baseline and random neurons scaled by each factor, and (sweep.by_layer) with the
+--                     knowledge neurons of one layer scaled alone; also in summary.json under sweep
 -- An interrupted run resumes when started again with the same config and --out: facts already
 -- in results.jsonl are not scored again.
 local knwb = require "knwb"
@@ -43,6 +46,13 @@ local schema = S.record {
       .. "through the attribution cache)" },
   factor = { type = "number", min = 0, default = 2, doc = "amplify multiplies the neurons' activations by this (paper: 2)" },
   batch = { type = "integer", min = 0, default = 0, doc = "prompts per forward pass (0: the engine's maximum)" },
+  sweep = { type = "record", doc = "the dose-response curve: the same change of P(gold) with the neurons scaled by each "
+    .. "factor in turn (sweep.tsv/.md/.svg, summary.json under sweep)", fields = {
+    factors = { type = "list", of = { type = "number", min = 0 }, max_items = 32, default = { 0, 0.5, 1.5, 2, 3, 4 },
+      doc = "scales to apply to the knowledge, baseline and random neurons (empty: no sweep; 0 is suppression)" },
+    by_layer = { type = "boolean", default = true,
+      doc = "also scale the knowledge neurons of each layer alone (the others left as they are)" },
+  } },
   controls = { type = "record", doc = "the control neuron sets", fields = {
     random_seed = { type = "integer", min = 0, optional = true,
       doc = "seed of the random and off-target draws (absent: seed)" },
@@ -151,6 +161,13 @@ local function off_target_fact(e)
   return rng:choice(facts_of[rel.id])
 end
 
+-- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
+-- from the fact's own stream (so the sweep below draws the same ones).
+local function random_of(e)
+  return M.random_matched(e.rec.kn, F, M.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
+    { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil })
+end
+
 local function plain(list)
   local out = {}
   for k, n in ipairs(list) do out[k] = { n[1], n[2] } end
@@ -190,9 +207,7 @@ for _, e in ipairs(facts_list) do
     local sets = {
       kn = { neurons = e.rec.kn, on = e },
       baseline = { neurons = e.rec.baseline, on = e },
-      random = { neurons = M.random_matched(e.rec.kn, F,
-        M.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
-        { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil }), on = e },
+      random = { neurons = random_of(e), on = e },
     }
     local o = off_target_fact(e)
     if not o then
@@ -261,6 +276,8 @@ for _, name in ipairs(SETS) do
 end
 
 local function num(x) return x == nil and json.null or x end
+local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end
+local function f4(x) return x == nil and "n/a" or ("%+.4f"):format(x) end
 
 local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = other_relations and cfg.controls.off_target or "none",
   relations = #set.relations, facts = #facts_list, prompts = total, neurons = source, seconds = seconds,
@@ -310,8 +327,6 @@ local columns = { "relation", "label", "set", "suppress %", "amplify %", "suppre
 run:table("relations", columns, trows)
 run:write_json("summary.json", summary)
 
-local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end
-local function f4(x) return x == nil and "n/a" or ("%+.4f"):format(x) end
 local md = {
   "# Suppressing and amplifying knowledge neurons",
   "",
@@ -363,6 +378,119 @@ for _, op in ipairs { "suppress", "amplify" } do
     ylabel = "mean(p - p0) / mean(p0)" })
 end
 
+---------------------------------------------------------------------------------------------------
+-- The dose-response sweep: each neuron set scaled by each factor in turn, measured with the same
+-- metric. It shows where P(gold) peaks as the neurons are turned up, and (by_layer) which layer's
+-- knowledge neurons move it which way. Computed after the main pass; an interrupted sweep is
+-- computed again in full.
+
+local sweep_summary
+if #cfg.sweep.factors > 0 then
+  local factors = cfg.sweep.factors
+  local curves = {
+    { key = "kn", label = SET_NAMES.kn, neurons = function(e) return e.rec.kn end },
+    { key = "baseline", label = SET_NAMES.baseline, neurons = function(e) return e.rec.baseline end },
+    { key = "random", label = SET_NAMES.random, neurons = random_of },
+  }
+  if cfg.sweep.by_layer then
+    local present = {}
+    for _, e in ipairs(facts_list) do
+      for _, n in ipairs(e.rec.kn) do present[n[1]] = true end
+    end
+    for l = 0, model:config().num_hidden_layers - 1 do
+      if present[l] then
+        curves[#curves + 1] = { key = "kn_layer_" .. (l + 1), label = ("knowledge neurons, layer %d only"):format(l + 1),
+          neurons = function(e)
+            local out = {}
+            for _, n in ipairs(e.rec.kn) do if n[1] == l then out[#out + 1] = n end end
+            return out
+          end }
+      end
+    end
+  end
+
+  -- acc[curve key][factor index][relation id] = { delta, p0, dlog, n } sums over prompts.
+  local acc = {}
+  for _, c in ipairs(curves) do
+    acc[c.key] = {}
+    for k = 1, #factors do
+      acc[c.key][k] = {}
+      for _, rel in ipairs(set.relations) do acc[c.key][k][rel.id] = { delta = 0, p0 = 0, dlog = 0, n = 0 } end
+    end
+  end
+  local sbar = knwb.progress.new("sweep", total, { unit = "prompts" })
+  for _, e in ipairs(facts_list) do
+    local its, b = items(e), base(e)
+    for _, c in ipairs(curves) do
+      local ns = c.neurons(e)
+      for k, a in ipairs(factors) do
+        -- No neurons, or a factor of 1: P(gold) is p0 exactly, with no forward pass.
+        local p, lp = b.p, b.logp
+        if #ns > 0 and a ~= 1 then
+          p, lp = {}, {}
+          local res = model:score(its, { batch = batch, interventions = knwb.neuron_interventions(ns, "scale", a) })
+          for j, r in ipairs(res) do p[j], lp[j] = r.p, r.logp end
+        end
+        local t = acc[c.key][k][e.rel.id]
+        for j = 1, #its do
+          t.delta, t.p0 = t.delta + (p[j] - b.p[j]), t.p0 + b.p[j]
+          t.dlog, t.n = t.dlog + (lp[j] - b.logp[j]), t.n + 1
+        end
+      end
+    end
+    sbar:step(#its)
+  end
+  sbar:done()
+
+  -- Per relation: ratio of means and mean dlogp; then unweighted means over relations.
+  sweep_summary = { factors = factors, curves = {} }
+  local srows = {}
+  for _, c in ipairs(curves) do
+    local pcts, dlogps = {}, {}
+    for k, a in ipairs(factors) do
+      local groups = {}
+      for _, rel in ipairs(set.relations) do
+        local t = acc[c.key][k][rel.id]
+        groups[#groups + 1] = { ratio = t.p0 > 0 and t.delta / t.p0 or nil, mean_dlog = t.n > 0 and t.dlog / t.n or nil }
+      end
+      local ratio, dlog = M.mean_over(groups, "ratio"), M.mean_over(groups, "mean_dlog")
+      pcts[k], dlogps[k] = num(M.percent(ratio)), num(dlog)
+      srows[#srows + 1] = { neurons = c.key, factor = a, ["change %"] = M.percent(ratio), dlogp = dlog }
+    end
+    sweep_summary.curves[#sweep_summary.curves + 1] = { set = c.key, label = c.label, pct = pcts, dlogp = dlogps }
+  end
+  run:table("sweep", { "neurons", "factor", "change %", "dlogp" }, srows)
+  local fcats = {}
+  for k, a in ipairs(factors) do fcats[k] = ("x%g"):format(a) end
+  local series = {}
+  for _, c in ipairs(sweep_summary.curves) do
+    local vals = {}
+    for k, v in ipairs(c.pct) do vals[k] = v ~= json.null and v / 100 or nil end
+    series[#series + 1] = { name = c.label, values = vals }
+  end
+  local slegend = 80
+  for _, c in ipairs(sweep_summary.curves) do slegend = slegend + 34 + 7 * #c.label end
+  run:write("sweep.svg", knwb.svg.bars {
+    title = "Scaling neurons at [MASK]: change of P(gold) by factor", categories = fcats, series = series,
+    percent = true, xlabel = "factor (x0 = suppress, x1 = unchanged)", ylabel = "mean(p - p0) / mean(p0)",
+    width = math.min(1400, math.max(560, slegend, 130 + #fcats * (#series * 20 + 14))) })
+  summary.sweep = sweep_summary
+  run:write_json("summary.json", summary)
+  local head, rule = { "| neurons |" }, { "|---|" }
+  for _, c in ipairs(fcats) do head[#head + 1] = " " .. c .. " |"; rule[#rule + 1] = "---:|" end
+  md[#md + 1] = ""
+  md[#md + 1] = "## Dose-response: the same change with the neurons scaled by each factor (sweep.tsv, sweep.svg)"
+  md[#md + 1] = ""
+  md[#md + 1] = table.concat(head)
+  md[#md + 1] = table.concat(rule)
+  for _, c in ipairs(sweep_summary.curves) do
+    local cells = { "| " .. c.label .. " |" }
+    for _, v in ipairs(c.pct) do cells[#cells + 1] = " " .. pct(v ~= json.null and v or nil) .. " |" end
+    md[#md + 1] = table.concat(cells)
+  end
+  run:write("summary.md", table.concat(md, "\n") .. "\n")
+end
+
 local prov = { model = cfg.model, model_sha256 = knwb.attribution.model_hash(model), seed = cfg.seed,
   controls_seed = cseed, threads = knwb.core.threads(), neurons = source }
 if source ~= "computed" then prov.neurons_sha256 = knwb.run.sha256_file(source) end
@@ -378,4 +506,15 @@ local function headline(op)
 end
 print("suppressing knowledge neurons changes P(gold) by " .. headline("suppress"))
 print(("amplifying them x%s changes it by "):format(("%g"):format(cfg.factor)) .. headline("amplify"))
+if sweep_summary then
+  for _, c in ipairs(sweep_summary.curves) do
+    if c.set == "kn" then
+      local parts = {}
+      for k, a in ipairs(sweep_summary.factors) do
+        parts[k] = ("x%g %s"):format(a, pct(c.pct[k] ~= json.null and c.pct[k] or nil))
+      end
+      print("scaling them changes it by " .. table.concat(parts, ", ") .. " (sweep.md)")
+    end
+  end
+end
 print("run directory: " .. run.dir)

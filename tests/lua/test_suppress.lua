@@ -194,6 +194,30 @@ for j, p in ipairs(knwb.facts.prompts(rel, rel.facts[1], "all")) do its[j] = mod
 check.eq(line.p_suppress, ps(model:with({ suppress = line.neurons }, function() return model:score(its) end)),
   "results.jsonl p_suppress of a fact = model:with({suppress = its neurons}) on its prompts")
 
+-- The dose-response sweep (default factors 0, 0.5, 1.5, 2, 3, 4): x0 is suppression and x2 the
+-- amplification of the main pass, for every set, though computed in a separate pass.
+check.ok(slurp(dir .. "sweep.tsv") and slurp(dir .. "sweep.svg"), "the run directory holds sweep.tsv and sweep.svg")
+local fs = summary.sweep and summary.sweep.factors or {}
+local same_factors = #fs == 6
+for k, a in ipairs { 0, 0.5, 1.5, 2, 3, 4 } do same_factors = same_factors and fs[k] == a end
+check.ok(same_factors, "summary.json: sweep.factors are the defaults (0, 0.5, 1.5, 2, 3, 4)")
+local curve = {}
+for _, c in ipairs(summary.sweep and summary.sweep.curves or {}) do curve[c.set] = c end
+for _, name in ipairs { "kn", "baseline", "random" } do
+  local c = curve[name]
+  check.ok(c and math.abs(c.pct[1] - summary[name].suppress_pct) <= 1e-9 and math.abs(c.pct[4] - summary[name].amplify_pct) <= 1e-9
+    and math.abs(c.dlogp[1] - summary[name].suppress_dlogp) <= 1e-12,
+    "sweep: %s at x0 = its suppress_pct and at x2 = its amplify_pct", name)
+end
+local layers_kn, layer_curves = {}, {}
+for _, l in ipairs(results) do
+  if l.set == "kn" then for _, n in ipairs(l.neurons) do layers_kn["kn_layer_" .. (n[1] + 1)] = true end end
+end
+for k in pairs(curve) do if k:find("^kn_layer_") then layer_curves[k] = true end end
+check.ok(next(layers_kn) ~= nil and check.equal(layer_curves, layers_kn),
+  "sweep.by_layer: one curve per layer holding knowledge neurons, and no other")
+check.ok(slurp(dir .. "summary.md"):find("Dose-response", 1, true) ~= nil, "summary.md has the dose-response table")
+
 -- Reusing the neurons: the same numbers, no attribution.
 ok, out, err = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --out " .. q(tmp .. "/reuse"))
 check.ok(ok, "a run reusing neurons.jsonl succeeds")
@@ -243,6 +267,20 @@ for _, set_name in ipairs(SETS) do
   zero_all = zero_all and s1[set_name].amplify_pct == 0 and s1[set_name].amplify_dlogp == 0
 end
 check.ok(ok and zero_all, "factor 1: amplify_pct and amplify_dlogp are exactly 0 for every set")
+
+-- A sweep at x1 changes nothing; an empty sweep writes no sweep; a negative factor is refused.
+ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[1, 0]' --set sweep.by_layer=false --out "
+  .. q(tmp .. "/sw1"))
+local ss = json.decode(slurp(tmp .. "/sw1/summary.json"))
+local at1 = ok and #ss.sweep.curves == 3
+for _, c in ipairs(ss.sweep.curves) do at1 = at1 and c.pct[1] == 0 and c.dlogp[1] == 0 end
+check.ok(at1, "sweep: factor 1 gives exactly 0 for every set; by_layer=false leaves out the layer curves")
+check.near(ss.sweep.curves[1].pct[2], summary.kn.suppress_pct, 1e-9, "sweep: the factors are measured in the order given")
+ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[]' --out " .. q(tmp .. "/sw0"))
+check.ok(ok and json.decode(slurp(tmp .. "/sw0/summary.json")).sweep == nil and slurp(tmp .. "/sw0/sweep.svg") == nil,
+  "sweep.factors = [] turns the sweep off")
+ok, out, err = script(BASE .. " --set 'sweep.factors=[2, -1]' --out " .. q(tmp .. "/sw2"))
+check.ok(not ok and err:find("sweep.factors", 1, true), "a negative sweep factor is refused by name")
 
 -- Resuming: the same config and directory scores nothing again.
 ok, out, err = script(BASE .. " --out " .. q(tmp .. "/run"))
