@@ -421,15 +421,23 @@ if #cfg.sweep.factors > 0 then
   local sbar = knwb.progress.new("sweep", total, { unit = "prompts" })
   for _, e in ipairs(facts_list) do
     local its, b = items(e), base(e)
+    local scored = {} -- neuron list as text -> factor index -> { p, lp }: a fact whose knowledge
+                      -- neurons sit in one layer gives that layer's curve the same set, scored once
     for _, c in ipairs(curves) do
       local ns = c.neurons(e)
+      local id = json.encode(plain(ns))
+      scored[id] = scored[id] or {}
       for k, a in ipairs(factors) do
         -- No neurons, or a factor of 1: P(gold) is p0 exactly, with no forward pass.
         local p, lp = b.p, b.logp
         if #ns > 0 and a ~= 1 then
-          p, lp = {}, {}
-          local res = model:score(its, { batch = batch, interventions = knwb.neuron_interventions(ns, "scale", a) })
-          for j, r in ipairs(res) do p[j], lp[j] = r.p, r.logp end
+          if not scored[id][k] then
+            p, lp = {}, {}
+            local res = model:score(its, { batch = batch, interventions = knwb.neuron_interventions(ns, "scale", a) })
+            for j, r in ipairs(res) do p[j], lp[j] = r.p, r.logp end
+            scored[id][k] = { p, lp }
+          end
+          p, lp = scored[id][k][1], scored[id][k][2]
         end
         local t = acc[c.key][k][e.rel.id]
         for j = 1, #its do
