@@ -159,6 +159,11 @@ static int check_interventions(const bert_config *c, int B, int T, const kn_inte
 
 #define LAYER(ptr, l, per) ((ptr) + (int64_t)(l) * (per))
 
+/* x *= mask, elementwise (dropout; the same mask scales the gradient on the way back) */
+static void mul_inplace(float *x, const float *mask, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] *= mask[i];
+}
+
 /* Layer l's input x (l = L: the encoder output) and the caches that an inference arena shares. */
 static float *x_of(const bert_acts *a, int l, int64_t per) {
     return a->x + (int64_t)(a->flags & KN_ACTS_INFERENCE ? (l & 1) : l) * per;
@@ -184,12 +189,15 @@ static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) 
     linear_forward(v, x, w->v_w, w->v_b, N, C, C);
     attention_forward(ctx, att, q, k, v, a->keymask, B, T, C, c->heads);
     linear_forward(ln1_in, ctx, w->ao_w, w->ao_b, N, C, C);
+    if (a->drop_hidden) mul_inplace(ln1_in, LAYER(a->drop_hidden, 2 * l, NC), (int64_t)N * C);
     for (int64_t i = 0; i < (int64_t)N * C; i++) ln1_in[i] += x[i];
     layernorm_forward(h1, LAYER(a->ln1_mean, l, NN), LAYER(a->ln1_rstd, l, NN), ln1_in, w->ln1_w, w->ln1_b, N, C, c->ln_eps);
     linear_forward(pre, h1, w->ffn_in_w, w->ffn_in_b, N, C, F);
     gelu_forward(act, pre, (int64_t)N * F);
     apply_interventions(act, l, B, T, F, a->iv, a->niv);
+    if (a->drop_act) mul_inplace(act, LAYER(a->drop_act, l, NF), (int64_t)N * F);
     linear_forward(ln2_in, act, w->ffn_out_w, w->ffn_out_b, N, F, C);
+    if (a->drop_hidden) mul_inplace(ln2_in, LAYER(a->drop_hidden, 2 * l + 1, NC), (int64_t)N * C);
     for (int64_t i = 0; i < (int64_t)N * C; i++) ln2_in[i] += h1[i];
     layernorm_forward(out, LAYER(a->ln2_mean, l, NN), LAYER(a->ln2_rstd, l, NN), ln2_in, w->ln2_w, w->ln2_b, N, C, c->ln_eps);
 }
@@ -333,12 +341,20 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     if (grads)
         layernorm_backward_weight(grad_of(m, grads, w->ln2_w), grad_of(m, grads, w->ln2_b), a->dx, ln2_in,
                                   LAYER(a->ln2_mean, l, NN), LAYER(a->ln2_rstd, l, NN), N, C);
-    /* W2: d(act) = d(ln2_in) . W2 */
+    /* W2: d(act) = d(branch) . W2, where the branch is d(ln2_in) through the hidden dropout
+     * mask (dq is free scratch until the attention backward) */
+    const float *dbranch = a->dh1;
+    if (a->drop_hidden) {
+        memcpy(a->dq, a->dh1, sizeof(float) * nc);
+        mul_inplace(a->dq, LAYER(a->drop_hidden, 2 * l + 1, NC), nc);
+        dbranch = a->dq;
+    }
     memset(a->dffn, 0, sizeof(float) * nf);
-    linear_backward_input(a->dffn, a->dh1, w->ffn_out_w, N, F, C);
-    if (grads) linear_backward_weight(grad_of(m, grads, w->ffn_out_w), grad_of(m, grads, w->ffn_out_b), a->dh1, act, N, F, C);
+    linear_backward_input(a->dffn, dbranch, w->ffn_out_w, N, F, C);
+    if (grads) linear_backward_weight(grad_of(m, grads, w->ffn_out_w), grad_of(m, grads, w->ffn_out_b), dbranch, act, N, F, C);
     if (dffn_out) memcpy(dffn_out, a->dffn, sizeof(float) * nf);
     if (stop_at_act) return;
+    if (a->drop_act) mul_inplace(a->dffn, LAYER(a->drop_act, l, NF), nf);
     intervention_backward(a->dffn, l, B, T, F, a->iv, a->niv);
     /* GELU and W1: d(h1) gets the FFN branch on top of the residual already in dh1 */
     float *dpre = a->dffn_pre;
@@ -352,10 +368,16 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     if (grads)
         layernorm_backward_weight(grad_of(m, grads, w->ln1_w), grad_of(m, grads, w->ln1_b), a->dh1, ln1_in,
                                   LAYER(a->ln1_mean, l, NN), LAYER(a->ln1_rstd, l, NN), N, C);
-    /* attention output projection */
+    /* attention output projection (its branch through the hidden dropout mask, in dq scratch) */
+    dbranch = a->dtmp;
+    if (a->drop_hidden) {
+        memcpy(a->dq, a->dtmp, sizeof(float) * nc);
+        mul_inplace(a->dq, LAYER(a->drop_hidden, 2 * l, NC), nc);
+        dbranch = a->dq;
+    }
     memset(a->dctx, 0, sizeof(float) * nc);
-    linear_backward_input(a->dctx, a->dtmp, w->ao_w, N, C, C);
-    if (grads) linear_backward_weight(grad_of(m, grads, w->ao_w), grad_of(m, grads, w->ao_b), a->dtmp, ctx, N, C, C);
+    linear_backward_input(a->dctx, dbranch, w->ao_w, N, C, C);
+    if (grads) linear_backward_weight(grad_of(m, grads, w->ao_w), grad_of(m, grads, w->ao_b), dbranch, ctx, N, C, C);
     memset(a->dq, 0, sizeof(float) * nc);
     memset(a->dk, 0, sizeof(float) * nc);
     memset(a->dv, 0, sizeof(float) * nc);

@@ -128,6 +128,12 @@ typedef struct bert_acts {
     /* the interventions of the last forward, kept for the backward */
     const kn_intervention *iv;
     int niv;
+    /* dropout masks for training (NULL: none), each entry 0 or 1/(1-rate), rows laid out with
+     * the arena's capacity like the caches: drop_hidden [L][2][N,C] multiplies the attention and
+     * the FFN sub-layer outputs before their residual sums (BERT's hidden dropout), drop_act
+     * [L][N,F] multiplies ffn.act after the interventions (neuron dropout). The trainer sets them
+     * for one forward/backward pair; inference never does. */
+    const float *drop_hidden, *drop_act;
 } bert_acts;
 
 /* Plans and allocates activations for up to B sequences of T tokens and P head rows. */

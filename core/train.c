@@ -35,8 +35,47 @@ void kn_trainer_free(kn_trainer *t) {
     free(t->m);
     free(t->v);
     free(t->dlogits);
+    free(t->mask_hidden);
+    free(t->mask_act);
     free(t);
 }
+
+int kn_trainer_set_dropout(kn_trainer *t, float hidden, float neuron, uint64_t seed, kn_err *err) {
+    if (!(hidden >= 0 && hidden < 1)) return kn_fail(err, "hidden dropout %g out of range [0, 1)", hidden);
+    if (!(neuron >= 0 && neuron < 1)) return kn_fail(err, "neuron dropout %g out of range [0, 1)", neuron);
+    const bert_config *c = &t->model->cfg;
+    int64_t N = (int64_t)t->acts->B * t->acts->T;
+    if (hidden > 0 && !t->mask_hidden) t->mask_hidden = malloc(sizeof(float) * 2 * c->layers * N * c->hidden);
+    if (neuron > 0 && !t->mask_act) t->mask_act = malloc(sizeof(float) * c->layers * N * c->ffn);
+    if ((hidden > 0 && !t->mask_hidden) || (neuron > 0 && !t->mask_act))
+        return kn_fail(err, "out of memory for the dropout masks");
+    t->hidden_dropout = hidden;
+    t->neuron_dropout = neuron;
+    t->dropout_seed = seed;
+    return 0;
+}
+
+/* splitmix64: a small, well-mixed generator; one stream per (seed, step) */
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Fills `slices` slices of `per` floats (the first n of each used) with 0 or 1/(1-rate). */
+static void fill_mask(float *mask, int slices, int64_t per, int64_t n, float rate, uint64_t *rng) {
+    float keep = 1.0f / (1.0f - rate);
+    for (int s = 0; s < slices; s++)
+        for (int64_t i = 0; i < n; i++) {
+            double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53; /* uniform in [0, 1) */
+            mask[s * per + i] = u < rate ? 0.0f : keep;
+        }
+}
+
+static int train_step(kn_trainer *t, const int *ids, const int *types, const int *attn, int B, int T,
+                      const int *rows, const int *labels, int P, float lr, float clip, float label_smoothing,
+                      kn_step_stats *st, kn_err *err);
 
 int kn_train_step(kn_trainer *t, const int *ids, const int *types, const int *attn, int B, int T,
                   const int *rows, const int *labels, int P, float lr, float clip, float label_smoothing,
@@ -47,6 +86,26 @@ int kn_train_step(kn_trainer *t, const int *ids, const int *types, const int *at
     if (!(label_smoothing >= 0 && label_smoothing < 1)) return kn_fail(err, "label_smoothing %g out of range [0, 1)", label_smoothing);
     for (int p = 0; p < P; p++)
         if (labels[p] >= V) return kn_fail(err, "label %d out of range [0, %d)", labels[p], V);
+    if (B < 1 || T < 1 || B > t->acts->B || T > t->acts->T)
+        return kn_fail(err, "batch of %d x %d tokens exceeds the trainer's %d x %d", B, T, t->acts->B, t->acts->T);
+    const bert_config *c = &m->cfg;
+    int64_t cap = (int64_t)t->acts->B * t->acts->T, used = (int64_t)B * T;
+    uint64_t rng = t->dropout_seed ^ (0xd1b54a32d192ed03ULL * (uint64_t)(t->step + 1));
+    if (t->hidden_dropout > 0) fill_mask(t->mask_hidden, 2 * c->layers, cap * c->hidden, used * c->hidden, t->hidden_dropout, &rng);
+    if (t->neuron_dropout > 0) fill_mask(t->mask_act, c->layers, cap * c->ffn, used * c->ffn, t->neuron_dropout, &rng);
+    t->acts->drop_hidden = t->hidden_dropout > 0 ? t->mask_hidden : NULL;
+    t->acts->drop_act = t->neuron_dropout > 0 ? t->mask_act : NULL;
+    int rc = train_step(t, ids, types, attn, B, T, rows, labels, P, lr, clip, label_smoothing, st, err);
+    t->acts->drop_hidden = t->acts->drop_act = NULL;
+    return rc;
+}
+
+/* The step proper, with this step's dropout masks (if any) in place on the arena. */
+static int train_step(kn_trainer *t, const int *ids, const int *types, const int *attn, int B, int T,
+                      const int *rows, const int *labels, int P, float lr, float clip, float label_smoothing,
+                      kn_step_stats *st, kn_err *err) {
+    kn_model *m = t->model;
+    int V = m->cfg.vocab_size;
     if (bert_forward(m, t->acts, ids, types, attn, B, T, rows, P, NULL, 0, err) != 0) return -1;
     int n = 0, correct = 0;
     /* label smoothing keeps the softmax from saturating; the loss reported is the plain

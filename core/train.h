@@ -13,11 +13,21 @@ typedef struct kn_trainer {
     float *dlogits;           /* [P,V] */
     int64_t step;             /* AdamW steps taken */
     float beta1, beta2, eps, weight_decay;
+    float hidden_dropout, neuron_dropout; /* rates in [0, 1); 0 = off (see kn_trainer_set_dropout) */
+    uint64_t dropout_seed;
+    float *mask_hidden, *mask_act;        /* this step's masks, allocated when a rate is set */
 } kn_trainer;
 
 /* A trainer for batches of up to B sequences of T tokens with up to P labelled rows. */
 kn_trainer *kn_trainer_new(kn_model *m, int B, int T, int P, float weight_decay, kn_err *err);
 void kn_trainer_free(kn_trainer *t);
+
+/* Dropout during training steps (inverted: kept entries are scaled by 1/(1-rate), so nothing
+ * changes at inference). hidden: BERT's hidden dropout on the attention and FFN sub-layer outputs
+ * before their residual sums; neuron: on ffn.act, the knowledge-neuron activations themselves.
+ * The masks of step s depend only on (seed, s), so a resumed run draws the same ones. Rates
+ * outside [0, 1) are errors. */
+int kn_trainer_set_dropout(kn_trainer *t, float hidden, float neuron, uint64_t seed, kn_err *err);
 
 typedef struct kn_step_stats { double loss, grad_norm; int labelled, correct; } kn_step_stats;
 

@@ -934,6 +934,7 @@ static int s_tostring(lua_State *L) {
 
 /* ------------------------------------------------------------------ training */
 
+/* knwb.core.trainer(model, {batch=, seq=, rows=, weight_decay=, hidden_dropout=, neuron_dropout=, seed=}) */
 static int l_trainer(lua_State *L) {
     kn_model *m = check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -949,6 +950,9 @@ static int l_trainer(lua_State *L) {
     kn_err err;
     lt->t = kn_trainer_new(m, B, T, P, (float)wd, &err);
     if (!lt->t) return raise_err(L, &err);
+    double hd = field_num(L, 2, "hidden_dropout", 0), nd = field_num(L, 2, "neuron_dropout", 0);
+    lua_Integer seed = (lua_Integer)field_num(L, 2, "seed", 0);
+    if (kn_trainer_set_dropout(lt->t, (float)hd, (float)nd, (uint64_t)seed, &err) != 0) return raise_err(L, &err);
     return 1;
 }
 

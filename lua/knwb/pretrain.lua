@@ -68,6 +68,7 @@ end
 --- M.run(opts) trains and returns the model and a history. opts:
 ---   model_config (table for knwb.create), vocab (path), set (fact set), out (dir or nil),
 ---   steps, batch, lr, warmup, weight_decay, clip, label_smoothing, mask_prob, seed,
+---   hidden_dropout, neuron_dropout (0: off; see kn_trainer_set_dropout),
 ---   log_every, checkpoint_every, eval_every, quiet, stop_after (end early, as if interrupted)
 function M.run(o)
   local ckpt = o.out and (o.out .. "/checkpoint")
@@ -87,7 +88,8 @@ function M.run(o)
   local maxT = 0
   for _, s in ipairs(train) do if #s.ids > maxT then maxT = #s.ids end end
   local B = o.batch
-  local trainer = knwb.core.trainer(model, { batch = B, seq = maxT, rows = B * maxT, weight_decay = o.weight_decay })
+  local trainer = knwb.core.trainer(model, { batch = B, seq = maxT, rows = B * maxT, weight_decay = o.weight_decay,
+    hidden_dropout = o.hidden_dropout or 0, neuron_dropout = o.neuron_dropout or 0, seed = o.seed or 0 })
   if start > 0 and file_exists(ckpt .. "/optimizer.safetensors") then trainer:load_state(ckpt .. "/optimizer.safetensors") end
 
   local mask_id, vocab_n = model:id("[MASK]"), model:config().vocab_size

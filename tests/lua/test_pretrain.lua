@@ -60,6 +60,27 @@ local eq = true
 for i = 1, #items do if r1[i].logp ~= r2[i].logp then eq = false end end
 check.ok(eq, "a run interrupted at step 45 and resumed from its step-40 checkpoint ends bit-identical to an uninterrupted run")
 
+-- with dropout the masks of a step depend on (seed, step) only, so a resumed run still ends
+-- bit-identical; and dropout does change the training
+local drop = { steps = 60, checkpoint_every = 20, hidden_dropout = 0.1, neuron_dropout = 0.2 }
+local function run_drop(over)
+  local o = with(drop)
+  for k, v in pairs(over) do o[k] = v end
+  return pretrain.run(o)
+end
+local dfull = run_drop { out = tmp .. "/dfull" }
+run_drop { out = tmp .. "/dcut", stop_after = 45 }
+local dres = run_drop { out = tmp .. "/dcut" }
+local d1, d2 = dfull:score(items), dres:score(items)
+local deq, differs = true, false
+for i = 1, #items do
+  if d1[i].logp ~= d2[i].logp then deq = false end
+  if d1[i].logp ~= r1[i].logp then differs = true end
+end
+check.ok(deq, "with dropout, a run interrupted at step 45 and resumed ends bit-identical to an uninterrupted run")
+check.ok(differs, "hidden dropout 0.1 and neuron dropout 0.2 change the trained model")
+check.err(function() run_drop { neuron_dropout = 1 } end, "neuron dropout 1 out of range [0, 1)", "a neuron dropout of 1 is refused")
+
 -- a vocabulary that cannot hold an object as one token is refused
 local f = assert(io.open(tmp .. "/vocab.txt", "w"))
 for _, t in ipairs { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "The", "capital", "of", "is", "." } do f:write(t, "\n") end
