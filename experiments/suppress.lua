@@ -20,7 +20,9 @@
 --   relations.tsv/.md per relation and set: suppress %, amplify %, suppress dlogp, amplify dlogp,
 --                     mean p0, facts, prompts, neurons per fact; and the mean over relations
 --   summary.json      {kn = {suppress_pct, amplify_pct, suppress_dlogp, amplify_dlogp},
---                     baseline = ..., random = ..., off_target = ...} and run totals
+--                     baseline = ..., random = ..., off_target = ...} and run totals; with split
+--                     "all", by_prompts = {seen = {prompts, mean_p0, kn = ..., ...}, unseen = ...}:
+--                     the same for training-template and held-out-template prompts apart
 --   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set)
 --   sweep.tsv/.md, sweep.svg  the dose-response curve (sweep.factors): the change with the knowledge,
 --                     baseline and random neurons scaled by each factor, and (sweep.by_layer) with the
@@ -247,6 +249,14 @@ for _, line in ipairs(run:read_jsonl("results.jsonl")) do
   if wanted[k] then lines[k .. "\t" .. line.set] = line end -- the last line of a fact and set wins
 end
 
+local rel_by_id = {}
+for _, r in ipairs(set.relations) do rel_by_id[r.id] = r end
+local function other_items(o)
+  local r = rel_by_id[o.relation]
+  local f = r and r.facts[o.fact]
+  return f and neurons.items_of(model, r, f, cfg.facts.split) or {}
+end
+
 local rows = {}           -- set -> op -> prompt rows
 local nfacts, nneurons, nprompts = {}, {}, {} -- set -> relation -> count
 for _, name in ipairs(SETS) do
@@ -261,11 +271,15 @@ for _, e in ipairs(facts_list) do
     nfacts[name][id] = (nfacts[name][id] or 0) + 1
     nneurons[name][id] = (nneurons[name][id] or 0) + #line.neurons
     nprompts[name][id] = (nprompts[name][id] or 0) + #line.p0
+    -- the off-target control with other_prompts scores another fact's prompts; the others, this fact's
+    local its = items(e)
+    if name == "off_target" and line.other and line.other.use == "other_prompts" then its = other_items(line.other) end
     for j = 1, #line.p0 do
+      local held = its[j] and its[j].held_out
       table.insert(rows[name].suppress, { relation = id, p0 = line.p0[j], p = line.p_suppress[j],
-        logp0 = line.logp0[j], logp = line.logp_suppress[j] })
+        logp0 = line.logp0[j], logp = line.logp_suppress[j], held_out = held })
       table.insert(rows[name].amplify, { relation = id, p0 = line.p0[j], p = line.p_amplify[j],
-        logp0 = line.logp0[j], logp = line.logp_amplify[j] })
+        logp0 = line.logp0[j], logp = line.logp_amplify[j], held_out = held })
     end
   end
 end
@@ -273,6 +287,34 @@ end
 local res = {}
 for _, name in ipairs(SETS) do
   res[name] = { suppress = M.change_summary(rows[name].suppress), amplify = M.change_summary(rows[name].amplify) }
+end
+
+-- Seen and unseen prompts apart: a model trained on some templates (held_out: false) sits at the
+-- optimum of its loss on those sentences, so scaling a neuron there moves it off the optimum;
+-- the paper's BERT never saw its PARAREL prompts. With split "all" and both kinds present, the
+-- same measures are also given for the training-template and the held-out-template prompts.
+local by_prompts
+if cfg.facts.split == "all" then
+  local kinds = { seen = false, unseen = true }
+  local counts = { seen = 0, unseen = 0 }
+  for _, r in ipairs(rows.kn.suppress) do
+    if r.held_out == true then counts.unseen = counts.unseen + 1 elseif r.held_out == false then counts.seen = counts.seen + 1 end
+  end
+  if counts.seen > 0 and counts.unseen > 0 then
+    by_prompts = {}
+    for kind, held in pairs(kinds) do
+      by_prompts[kind] = { prompts = counts[kind] }
+      for _, name in ipairs(SETS) do
+        local sub = { suppress = {}, amplify = {} }
+        for _, op in ipairs({ "suppress", "amplify" }) do
+          for _, r in ipairs(rows[name][op]) do if r.held_out == held then sub[op][#sub[op] + 1] = r end end
+        end
+        if #sub.suppress > 0 then
+          by_prompts[kind][name] = { suppress = M.change_summary(sub.suppress), amplify = M.change_summary(sub.amplify) }
+        end
+      end
+    end
+  end
 end
 
 local function num(x) return x == nil and json.null or x end
@@ -283,6 +325,20 @@ local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = othe
   relations = #set.relations, facts = #facts_list, prompts = total, neurons = source, seconds = seconds,
   prompts_per_second = pending > 0 and seconds > 0 and pending / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
   mean_p0 = res.kn.suppress.mean_p0 }
+if by_prompts then
+  summary.by_prompts = {}
+  for kind, b in pairs(by_prompts) do
+    local o = { prompts = b.prompts, mean_p0 = b.kn.suppress.mean_p0 }
+    for _, name in ipairs(SETS) do
+      local x = b[name]
+      if x then
+        o[name] = { suppress_pct = num(M.percent(x.suppress.ratio)), amplify_pct = num(M.percent(x.amplify.ratio)),
+          suppress_dlogp = num(x.suppress.dlog), amplify_dlogp = num(x.amplify.dlog) }
+      end
+    end
+    summary.by_prompts[kind] = o
+  end
+end
 for _, name in ipairs(SETS) do
   local s, a = res[name].suppress, res[name].amplify
   summary[name] = { suppress_pct = num(M.percent(s.ratio)), amplify_pct = num(M.percent(a.ratio)),
@@ -346,6 +402,25 @@ for _, name in ipairs(SETS) do
   local s, a = res[name].suppress, res[name].amplify
   md[#md + 1] = ("| %s | %s | %s | %s | %s | %.2f | %d |"):format(SET_NAMES[name], pct(M.percent(s.ratio)),
     pct(M.percent(a.ratio)), f4(s.dlog), f4(a.dlog), summary.neurons_per_fact[name], summary.facts_with_neurons[name])
+end
+if by_prompts then
+  md[#md + 1] = ""
+  md[#md + 1] = "The same, apart for the prompts of the templates the model was trained on (seen) and of the held-out"
+  md[#md + 1] = "templates (unseen; the paper's BERT never saw its prompts either)."
+  md[#md + 1] = ""
+  md[#md + 1] = "| prompts | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"
+  md[#md + 1] = "|---|---|---:|---:|---:|---:|---:|"
+  for _, kind in ipairs({ "seen", "unseen" }) do
+    local b = by_prompts[kind]
+    for _, name in ipairs(SETS) do
+      local x = b[name]
+      if x then
+        md[#md + 1] = ("| %s (%d) | %s | %s | %s | %s | %s | %.3f |"):format(kind, b.prompts, SET_NAMES[name],
+          pct(M.percent(x.suppress.ratio)), pct(M.percent(x.amplify.ratio)), f4(x.suppress.dlog), f4(x.amplify.dlog),
+          x.suppress.mean_p0)
+      end
+    end
+  end
 end
 md[#md + 1] = ""
 md[#md + 1] = ("Controls: random = as many neurons as the fact's knowledge neurons, in the same layers (seed %d%s); "
@@ -514,6 +589,14 @@ local function headline(op)
 end
 print("suppressing knowledge neurons changes P(gold) by " .. headline("suppress"))
 print(("amplifying them x%s changes it by "):format(("%g"):format(cfg.factor)) .. headline("amplify"))
+if by_prompts then
+  for _, kind in ipairs({ "seen", "unseen" }) do
+    local b = by_prompts[kind]
+    print(("  on the %d %s prompts (%s templates): suppress %s (baseline %s), amplify %s (baseline %s)"):format(
+      b.prompts, kind, kind == "seen" and "training" or "held-out", pct(M.percent(b.kn.suppress.ratio)),
+      pct(M.percent(b.baseline.suppress.ratio)), pct(M.percent(b.kn.amplify.ratio)), pct(M.percent(b.baseline.amplify.ratio))))
+  end
+end
 if sweep_summary then
   for _, c in ipairs(sweep_summary.curves) do
     if c.set == "kn" then

@@ -194,6 +194,41 @@ for j, p in ipairs(knwb.facts.prompts(rel, rel.facts[1], "all")) do its[j] = mod
 check.eq(line.p_suppress, ps(model:with({ suppress = line.neurons }, function() return model:score(its) end)),
   "results.jsonl p_suppress of a fact = model:with({suppress = its neurons}) on its prompts")
 
+-- Seen (training-template) and unseen (held-out-template) prompts apart, recomputed from
+-- results.jsonl and the templates' held_out flags; the off-target lines score the other fact's prompts.
+local bp = summary.by_prompts or {}
+check.ok(bp.seen and bp.unseen, "summary.json: by_prompts has seen and unseen")
+local flags = {}
+for _, r in ipairs(set.relations) do
+  flags[r.id] = {}
+  for j, t in ipairs(r.templates) do flags[r.id][j] = t.held_out end
+end
+local sub = { seen = {}, unseen = {} }
+for _, kind in ipairs { "seen", "unseen" } do for _, name in ipairs(SETS) do sub[kind][name] = { suppress = {}, amplify = {} } end end
+for _, l in ipairs(results) do
+  local src = l.set == "off_target" and l.other.relation or l.relation
+  for j = 1, #l.p0 do
+    local kind = flags[src][j] and "unseen" or "seen"
+    table.insert(sub[kind][l.set].suppress, { relation = l.relation, p0 = l.p0[j], p = l.p_suppress[j], logp0 = l.logp0[j], logp = l.logp_suppress[j] })
+    table.insert(sub[kind][l.set].amplify, { relation = l.relation, p0 = l.p0[j], p = l.p_amplify[j], logp0 = l.logp0[j], logp = l.logp_amplify[j] })
+  end
+end
+local bp_ok, bp_n = true, 0
+for _, kind in ipairs { "seen", "unseen" } do
+  for _, name in ipairs(SETS) do
+    local want_s, want_a = M.change_summary(sub[kind][name].suppress), M.change_summary(sub[kind][name].amplify)
+    local got = bp[kind] and bp[kind][name] or {}
+    bp_n = bp_n + 1
+    bp_ok = bp_ok and math.abs(100 * want_s.ratio - (got.suppress_pct or 1e9)) < 1e-9
+      and math.abs(100 * want_a.ratio - (got.amplify_pct or 1e9)) < 1e-9
+      and math.abs(want_a.dlog - (got.amplify_dlogp or 1e9)) < 1e-12
+  end
+end
+check.ok(bp_ok, "by_prompts: all %d (kind, set) results equal the recomputation from results.jsonl and held_out flags", bp_n)
+check.eq((bp.seen and bp.seen.prompts or 0) + (bp.unseen and bp.unseen.prompts or 0), 43, "by_prompts: seen + unseen prompts = all 43")
+check.eq(bp.unseen and bp.unseen.prompts, #sub.unseen.kn.suppress, "by_prompts: unseen = the prompts of held-out templates")
+check.ok(out:find("unseen prompts (held-out templates)", 1, true) ~= nil, "stdout gives the unseen-prompt result")
+
 -- The dose-response sweep (default factors 0, 0.5, 1.5, 2, 3, 4): x0 is suppression and x2 the
 -- amplification of the main pass, for every set, though computed in a separate pass.
 check.ok(slurp(dir .. "sweep.tsv") and slurp(dir .. "sweep.svg"), "the run directory holds sweep.tsv and sweep.svg")
