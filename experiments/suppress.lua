@@ -543,20 +543,36 @@ if #cfg.sweep.factors > 0 then
     sweep_summary.curves[#sweep_summary.curves + 1] = { set = c.key, label = c.label, pct = pcts, dlogp = dlogps }
   end
   run:table("sweep", { "neurons", "factor", "change %", "dlogp" }, srows)
-  local fcats = {}
-  for k, a in ipairs(factors) do fcats[k] = ("x%g"):format(a) end
+  -- the curve through x1 = 0 (no change, by definition) reads as a line; x0 is suppression
+  local xs, at = {}, {}
+  for k, a in ipairs(factors) do xs[#xs + 1] = a; at[#xs] = k end
+  local has_one = false
+  for _, a in ipairs(factors) do has_one = has_one or a == 1 end
+  if not has_one then xs[#xs + 1] = 1 end
+  local order = {}
+  for j = 1, #xs do order[j] = j end
+  table.sort(order, function(p, q) return xs[p] < xs[q] end)
+  local sorted_x = {}
+  for j, o in ipairs(order) do sorted_x[j] = xs[o] end
   local series = {}
   for _, c in ipairs(sweep_summary.curves) do
     local vals = {}
-    for k, v in ipairs(c.pct) do vals[k] = v ~= json.null and v / 100 or nil end
+    for j, o in ipairs(order) do
+      local k = at[o]
+      if k == nil then vals[j] = 0
+      elseif c.pct[k] ~= json.null then vals[j] = c.pct[k] / 100 end
+    end
     series[#series + 1] = { name = c.label, values = vals }
   end
   local slegend = 80
   for _, c in ipairs(sweep_summary.curves) do slegend = slegend + 34 + 7 * #c.label end
-  run:write("sweep.svg", knwb.svg.bars {
-    title = "Scaling neurons at [MASK]: change of P(gold) by factor", categories = fcats, series = series,
-    percent = true, xlabel = "factor (x0 = suppress, x1 = unchanged)", ylabel = "mean(p - p0) / mean(p0)",
-    width = math.min(1400, math.max(560, slegend, 130 + #fcats * (#series * 20 + 14))) })
+  run:write("sweep.svg", knwb.svg.lines {
+    title = "Scaling neurons at [MASK]: change of P(gold) by factor", x = sorted_x, series = series, vline = 1,
+    percent = true, xlabel = "factor the neurons are multiplied by (0 = suppress, 1 = unchanged)",
+    ylabel = "mean(p - p0) / mean(p0)", width = math.min(1400, math.max(640, slegend)),
+    height = math.floor(math.max(440, 0.45 * math.min(1400, slegend))) })
+  local fcats = {}
+  for k, a in ipairs(factors) do fcats[k] = ("x%g"):format(a) end
   summary.sweep = sweep_summary
   run:write_json("summary.json", summary)
   local head, rule = { "| neurons |" }, { "|---|" }

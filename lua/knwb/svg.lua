@@ -1,16 +1,19 @@
--- svg.lua: small bar charts as SVG text, with no dependencies.
+-- svg.lua: small bar and line charts as SVG text, with no dependencies.
 --
 --   svg.bars{ title=, categories={...}, series={ {name=, values={...}}, ... }, ylabel=, xlabel=,
 --             percent=bool, log=bool, width=, height=, value_labels=bool, colors={...} }
 --   svg.histogram{ title=, labels={...}, values={...} | series=..., xlabel=, ylabel=, percent= }
 --   svg.before_after{ title=, items={ {label=, before=, after=}, ... }, ylabel=, log=bool,
 --                     names={ "before", "after" } }
+--   svg.lines{ title=, x={...numbers}, series={ {name=, values={...}}, ... }, xlabel=, ylabel=,
+--              percent=bool, vline=x }
 --
 -- Grouped bars share one y axis; negative values hang below the zero line. With percent = true
 -- values are fractions (-0.29) shown as percentages (-29%). A missing value (nil or NaN) leaves a
 -- gap. Each bar carries a <title>, so a browser shows its exact value on hover. The charts are
--- what a run directory needs (layer histograms, per-relation changes, before/after perplexity);
--- this is not a plotting library: no lines, no scatter, no interactivity beyond tooltips.
+-- what a run directory needs (layer histograms, per-relation changes, before/after perplexity,
+-- dose-response curves); this is not a plotting library: no scatter, no interactivity beyond
+-- tooltips.
 local svg = {}
 
 local PALETTE = { "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
@@ -117,7 +120,48 @@ local function format_value(v, percent)
 end
 
 ---------------------------------------------------------------------------------------------------
--- The chart.
+-- Pieces shared by the charts.
+
+-- The series names with their colours, centred in a row above the plot area.
+local function legend(add, series, colors, left, W, top)
+  local items, total = {}, 0
+  for i, s in ipairs(series) do
+    local name = shorten(s.name or ("series " .. i), 32)
+    items[i] = { name = name, w = 18 + text_width(name, 12) + 16 }
+    total = total + items[i].w
+  end
+  local x = math.max(left, (W - total) / 2)
+  local ly = top - 16
+  add('<g class="legend">')
+  for i, it in ipairs(items) do
+    add(('<rect x="%s" y="%s" width="12" height="12" rx="2" fill="%s"/>'):format(num(x), num(ly - 10), colors[(i - 1) % #colors + 1]))
+    add(('<text x="%s" y="%s" fill="%s">%s</text>'):format(num(x + 17), num(ly), INK, esc(it.name)))
+    x = x + it.w
+  end
+  add("</g>")
+end
+
+-- Horizontal grid lines with the y tick labels, and the rotated y label.
+local function y_grid(add, axis, y_axis, left, x_end, tick_w, top, plot_h, ylabel)
+  add('<g class="grid">')
+  for _, m in ipairs(axis.minor or {}) do
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="0.5"/>'):format(num(left), num(x_end), num(y_axis(m)), num(y_axis(m)), GRID))
+  end
+  for _, t in ipairs(axis.ticks) do
+    local ty = y_axis(t.value)
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(left), num(x_end), num(ty), num(ty), GRID))
+    add(('<text x="%s" y="%s" text-anchor="end" font-size="11" fill="%s">%s</text>'):format(num(left - 6), num(ty + 4), MUTED, esc(t.label)))
+  end
+  add("</g>")
+  if ylabel then
+    local cx, cy = math.max(18, left - tick_w - 22), top + plot_h / 2
+    add(('<text x="%s" y="%s" text-anchor="middle" transform="rotate(-90 %s %s)" fill="%s">%s</text>')
+      :format(num(cx), num(cy), num(cx), num(cy), INK, esc(ylabel)))
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- The bar chart.
 
 local function check_spec(spec, who)
   if type(spec) ~= "table" then error(who .. ": expected a table of options", 3) end
@@ -213,41 +257,8 @@ local function chart(spec, who, style)
       :format(num(W / 2), INK, esc(spec.title)))
   end
 
-  -- Legend, centred under the title.
-  if nser > 1 then
-    local items, total = {}, 0
-    for i, s in ipairs(series) do
-      local name = shorten(s.name or ("series " .. i), 32)
-      items[i] = { name = name, w = 18 + text_width(name, 12) + 16 }
-      total = total + items[i].w
-    end
-    local x = math.max(left, (W - total) / 2)
-    local ly = top - 16
-    add('<g class="legend">')
-    for i, it in ipairs(items) do
-      add(('<rect x="%s" y="%s" width="12" height="12" rx="2" fill="%s"/>'):format(num(x), num(ly - 10), colors[(i - 1) % #colors + 1]))
-      add(('<text x="%s" y="%s" fill="%s">%s</text>'):format(num(x + 17), num(ly), INK, esc(it.name)))
-      x = x + it.w
-    end
-    add("</g>")
-  end
-
-  -- Grid and tick labels.
-  add('<g class="grid">')
-  for _, m in ipairs(axis.minor or {}) do
-    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="0.5"/>'):format(num(left), num(W - right), num(y_axis(m)), num(y_axis(m)), GRID))
-  end
-  for _, t in ipairs(axis.ticks) do
-    local ty = y_axis(t.value)
-    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(left), num(W - right), num(ty), num(ty), GRID))
-    add(('<text x="%s" y="%s" text-anchor="end" font-size="11" fill="%s">%s</text>'):format(num(left - 6), num(ty + 4), MUTED, esc(t.label)))
-  end
-  add("</g>")
-  if spec.ylabel then
-    local cx, cy = math.max(18, left - tick_w - 22), top + plot_h / 2
-    add(('<text x="%s" y="%s" text-anchor="middle" transform="rotate(-90 %s %s)" fill="%s">%s</text>')
-      :format(num(cx), num(cy), num(cx), num(cy), INK, esc(spec.ylabel)))
-  end
+  if nser > 1 then legend(add, series, colors, left, W, top) end
+  y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
 
   -- Bars.
   local group_w = band * (style.fill or 0.8)
@@ -339,6 +350,110 @@ function svg.before_after(spec)
   s.series = { { name = names[1], values = before }, { name = names[2], values = after } }
   s.colors = spec.colors or { "#a0a8b3", "#e15759" }
   return chart(s, "svg.before_after", {})
+end
+
+---------------------------------------------------------------------------------------------------
+-- The line chart.
+
+-- svg.lines(spec) -> SVG text: one line with point markers per series over a numeric x axis, for
+-- example a dose-response curve (x = the factor a neuron set is scaled by). spec: title=, x={...}
+-- (numbers, increasing), series={ {name=, values={...}} } (one value per x; nil or NaN breaks the
+-- line), xlabel=, ylabel=, percent=bool, vline=x (a dashed reference line), width=, height=.
+function svg.lines(spec)
+  local who = "svg.lines"
+  if type(spec) ~= "table" then error(who .. ": expected a table of options", 2) end
+  if type(spec.x) ~= "table" or #spec.x == 0 then error(who .. ": x must be a non-empty list of numbers", 2) end
+  for j, v in ipairs(spec.x) do
+    if not finite(v) then error(("%s: x[%d] is %s, expected a finite number"):format(who, j, tostring(v)), 2) end
+    if j > 1 and v <= spec.x[j - 1] then error(("%s: x must increase; x[%d] = %s follows %s"):format(who, j, num(v), num(spec.x[j - 1])), 2) end
+  end
+  local cats = {}
+  for j, v in ipairs(spec.x) do cats[j] = num(v) end
+  check_spec({ categories = cats, series = spec.series }, who)
+  local xs, series = spec.x, spec.series
+  local colors = spec.colors or PALETTE
+  local lo, hi
+  for _, s in ipairs(series) do
+    for j = 1, #xs do
+      local v = s.values[j]
+      if finite(v) then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
+    end
+  end
+  local axis = linear_axis(lo or 0, hi or 1, spec.percent)
+  local x_lo, x_hi = xs[1], xs[#xs]
+  if spec.vline then x_lo, x_hi = math.min(x_lo, spec.vline), math.max(x_hi, spec.vline) end
+  if x_hi == x_lo then x_lo, x_hi = x_lo - 1, x_hi + 1 end
+  local xstep = nice_step(x_hi - x_lo, 8)
+
+  local W, H = spec.width or 640, spec.height or 400
+  local tick_w = 0
+  for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
+  local left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
+  local right = 24
+  local top = 14 + (spec.title and 26 or 0) + (#series > 1 and 22 or 0)
+  local bottom = 14 + (spec.xlabel and 22 or 0) + 20
+  local plot_h = H - top - bottom
+  local function px(v) return left + (W - left - right) * (v - x_lo) / (x_hi - x_lo) end
+  local function y_axis(a) return top + plot_h * (axis.hi - a) / (axis.hi - axis.lo) end
+
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  add(('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" font-family="%s" font-size="12">')
+    :format(num(W), num(H), num(W), num(H), FONT))
+  if spec.title then add(("<title>%s</title>"):format(esc(spec.title))) end
+  add(('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>'):format(num(W), num(H)))
+  if spec.title then
+    add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
+      :format(num(W / 2), INK, esc(spec.title)))
+  end
+  if #series > 1 then legend(add, series, colors, left, W, top) end
+  y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
+  -- x ticks at multiples of a round step
+  add('<g class="xticks">')
+  for k = math.ceil(x_lo / xstep - 1e-9), math.floor(x_hi / xstep + 1e-9) do
+    local v = k * xstep
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(px(v)), num(px(v)), num(top + plot_h), num(top + plot_h + 4), INK))
+    add(('<text x="%s" y="%s" text-anchor="middle" font-size="11" fill="%s">%s</text>'):format(num(px(v)), num(top + plot_h + 17), MUTED, num(v)))
+  end
+  add("</g>")
+  if spec.vline and spec.vline >= x_lo and spec.vline <= x_hi then
+    add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-dasharray="4 3"/>'):format(num(px(spec.vline)),
+      num(px(spec.vline)), num(top), num(top + plot_h), MUTED))
+  end
+  local zero_y = y_axis(0)
+  add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="1.2"/>'):format(num(left), num(W - right), num(zero_y), num(zero_y), INK))
+  add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s"/>'):format(num(left), num(left), num(top), num(top + plot_h), INK))
+
+  add('<g class="lines">')
+  for i, s in ipairs(series) do
+    local color = colors[(i - 1) % #colors + 1]
+    local name = esc(s.name or ("series " .. i))
+    local run_pts = {}
+    local function flush()
+      if #run_pts > 1 then
+        add(('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>'):format(color, table.concat(run_pts, " ")))
+      end
+      run_pts = {}
+    end
+    for j = 1, #xs do
+      local v = s.values[j]
+      if finite(v) then run_pts[#run_pts + 1] = num(px(xs[j])) .. "," .. num(y_axis(v)) else flush() end
+    end
+    flush()
+    for j = 1, #xs do
+      local v = s.values[j]
+      if finite(v) then
+        add(('<circle cx="%s" cy="%s" r="3.5" fill="%s"><title>%s — %s: %s</title></circle>'):format(num(px(xs[j])),
+          num(y_axis(v)), color, name, cats[j], esc(format_value(v, spec.percent))))
+      end
+    end
+  end
+  add("</g>")
+  if spec.xlabel then
+    add(('<text x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>'):format(num(left + (W - left - right) / 2), num(H - 12), INK, esc(spec.xlabel)))
+  end
+  add("</svg>")
+  return table.concat(out, "\n") .. "\n"
 end
 
 return svg

@@ -164,4 +164,34 @@ do
   check.ok(well_formed(lin) and lin:find(">edited<", 1, true), "names of the pair can be changed")
 end
 
+-- Line charts: one polyline per unbroken run of values, a marker with its value per point, the
+-- points placed in x order and by value (a larger value sits higher), and bad input refused.
+do
+  local out = svg.lines { title = "dose <response>", x = { 0, 0.5, 1, 2, 4 }, percent = true, vline = 1,
+    xlabel = "factor", ylabel = "change",
+    series = { { name = "kn", values = { -0.3, -0.1, 0, 0.05, -0.2 } }, { name = "gap", values = { 0.1, 0 / 0, 0, 0.2, 0.3 } } } }
+  check.ok(well_formed(out), "svg.lines: well-formed XML")
+  check.ok(out:find("dose &lt;response&gt;", 1, true) ~= nil, "svg.lines: the title is escaped")
+  local _, polys = out:gsub("<polyline", "")
+  check.eq(polys, 2, "svg.lines: one polyline for the unbroken series, the NaN drops the gap series' lone first point")
+  local _, dots = out:gsub("<circle", "")
+  check.eq(dots, 9, "svg.lines: a marker for each finite value (5 + 4)")
+  check.ok(out:find("kn — 2: 5.0%", 1, true) ~= nil, "svg.lines: a marker's tooltip gives series, x and value")
+  check.ok(out:find('stroke-dasharray', 1, true) ~= nil, "svg.lines: the reference line at vline is drawn")
+  local ys, xs = {}, {}
+  for cx, cy, what in out:gmatch('<circle cx="([%d.]+)" cy="([%d.]+)"[^>]*><title>kn — ([^<]*)</title>') do
+    xs[#xs + 1], ys[what] = tonumber(cx), tonumber(cy)
+  end
+  local increasing = #xs == 5
+  for j = 2, #xs do increasing = increasing and xs[j] > xs[j - 1] end
+  check.ok(increasing, "svg.lines: the markers go left to right in x order")
+  check.ok(ys["2: 5.0%"] < ys["1: 0.0%"] and ys["1: 0.0%"] < ys["0: -30.0%"], "svg.lines: a larger value sits higher")
+  check.err(function() svg.lines { x = { 1, 1 }, series = { { values = { 1, 2 } } } } end, "svg.lines: x must increase",
+    "svg.lines refuses an x that does not increase")
+  check.err(function() svg.lines { x = { 1, 2 }, series = { { values = { 1, 2, 3 } } } } end, "expected 1..2",
+    "svg.lines refuses more values than x")
+  check.err(function() svg.lines { x = {}, series = {} } end, "svg.lines: x must be a non-empty list",
+    "svg.lines refuses an empty x")
+end
+
 check.done()
