@@ -107,12 +107,29 @@ end
 local Lines = {}
 Lines.__index = Lines
 
+-- A last line without its newline (a run killed while writing it) is cut off, so that lines
+-- appended after it stay whole.
+local function drop_partial_line(path)
+  local f = io.open(path, "rb")
+  if not f then return end
+  local text = f:read("a")
+  f:close()
+  if #text == 0 or text:sub(-1) == "\n" then return end
+  local keep = text:match("^(.*\n)") or ""
+  local w, err = io.open(path, "wb")
+  if not w then error(("run: cannot rewrite %s: %s"):format(path, err), 3) end
+  w:write(keep)
+  w:close()
+end
+
 -- r:jsonl(name [, mode]) -> writer with :write(value) and :close(); mode "a" (default, appends:
--- resuming keeps earlier lines) or "w". Each line is flushed as written.
+-- resuming keeps earlier lines, and drops a cut-off last line) or "w". Each line is flushed as
+-- written.
 function Run:jsonl(name, mode)
   local path = self:path(name)
   local parent = dirname(path)
   if parent and not exists(parent) then mkdir_p(parent) end
+  if (mode or "a") == "a" then drop_partial_line(path) end
   local f, err = io.open(path, mode or "a")
   if not f then error(("run: cannot open %s: %s"):format(path, err), 2) end
   return setmetatable({ file = f, path = path, count = 0 }, Lines)

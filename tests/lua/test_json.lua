@@ -121,6 +121,12 @@ do
   local rows = r:read_jsonl("items.jsonl")
   check.eq(#rows, 3, "jsonl appends; read_jsonl drops a cut-off last line")
   check.eq(rows[3].i, 3, "... and keeps the complete ones")
+  do
+    local again <close> = r:jsonl("items.jsonl")
+    again:write({ i = 5 })
+  end
+  rows = r:read_jsonl("items.jsonl")
+  check.eq({ #rows, rows[4] and rows[4].i }, { 4, 5 }, "appending after a cut-off line drops it, and the new line stays whole")
   check.eq(r:read_jsonl("none.jsonl"), {}, "read_jsonl of a missing file is empty")
 
   r:write_config({ model = "m", attribution = { steps = 20 } })
