@@ -24,6 +24,8 @@
 --                     "all", by_prompts = {seen = {prompts, mean_p0, kn = ..., ...}, unseen = ...}:
 --                     the same for training-template and held-out-template prompts apart
 --   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set)
+--   sweep.jsonl       per fact and sweep curve, per factor: sums over its prompts of p - p0, p0,
+--                     ln p - ln p0 and the prompt count (what the sweep's means are made of)
 --   sweep.tsv/.md, sweep.svg  the dose-response curve (sweep.factors): the change with the knowledge,
 --                     baseline and random neurons scaled by each factor, and (sweep.by_layer) with the
 --                     knowledge neurons of one layer scaled alone; also in summary.json under sweep
@@ -456,8 +458,8 @@ end
 ---------------------------------------------------------------------------------------------------
 -- The dose-response sweep: each neuron set scaled by each factor in turn, measured with the same
 -- metric. It shows where P(gold) peaks as the neurons are turned up, and (by_layer) which layer's
--- knowledge neurons move it which way. Computed after the main pass; an interrupted sweep is
--- computed again in full.
+-- knowledge neurons move it which way. Computed after the main pass, one line of sums per fact in
+-- sweep.jsonl, so an interrupted sweep resumes where it stopped.
 
 local sweep_summary
 if #cfg.sweep.factors > 0 then
@@ -493,37 +495,69 @@ if #cfg.sweep.factors > 0 then
       for _, rel in ipairs(set.relations) do acc[c.key][k][rel.id] = { delta = 0, p0 = 0, dlog = 0, n = 0 } end
     end
   end
-  local sbar = knwb.progress.new("sweep", total, { unit = "prompts" })
-  for _, e in ipairs(facts_list) do
-    local its, b = items(e), base(e)
-    local scored = {} -- neuron list as text -> factor index -> { p, lp }: a fact whose knowledge
-                      -- neurons sit in one layer gives that layer's curve the same set, scored once
+  -- Resuming: a fact's sums already in sweep.jsonl (same config, so the same factors; every curve
+  -- present) are added back instead of scored again.
+  local done, done_prompts = {}, 0
+  for _, line in ipairs(run:read_jsonl("sweep.jsonl")) do
+    local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+    local whole = type(line.sums) == "table"
+    for _, c in ipairs(curves) do whole = whole and type(line.sums[c.key]) == "table" and #line.sums[c.key] == #factors end
+    if whole then done[k] = line end
+  end
+  for _, e in ipairs(facts_list) do if done[e.key] then done_prompts = done_prompts + #items(e) end end
+  if done_prompts > 0 then
+    io.stderr:write(("suppress: resuming the sweep: %d of %d prompts already scored\n"):format(done_prompts, total))
+  end
+  local sweep_out <close> = run:jsonl("sweep.jsonl")
+  local function add_sums(e, sums)
     for _, c in ipairs(curves) do
-      local ns = c.neurons(e)
-      local id = json.encode(plain(ns))
-      scored[id] = scored[id] or {}
-      for k, a in ipairs(factors) do
-        -- No neurons, or a factor of 1: P(gold) is p0 exactly, with no forward pass.
-        local p, lp = b.p, b.logp
-        if #ns > 0 and a ~= 1 then
-          if not scored[id][k] then
-            p, lp = {}, {}
-            local res = model:score(its, { batch = batch, interventions = knwb.neuron_interventions(ns, "scale", a) })
-            for j, r in ipairs(res) do p[j], lp[j] = r.p, r.logp end
-            scored[id][k] = { p, lp }
-          end
-          p, lp = scored[id][k][1], scored[id][k][2]
-        end
-        local t = acc[c.key][k][e.rel.id]
-        for j = 1, #its do
-          t.delta, t.p0 = t.delta + (p[j] - b.p[j]), t.p0 + b.p[j]
-          t.dlog, t.n = t.dlog + (lp[j] - b.logp[j]), t.n + 1
-        end
+      for k = 1, #factors do
+        local t, s = acc[c.key][k][e.rel.id], sums[c.key][k]
+        t.delta, t.p0, t.dlog, t.n = t.delta + s[1], t.p0 + s[2], t.dlog + s[3], t.n + s[4]
       end
     end
-    sbar:step(#its)
+  end
+  local sbar = knwb.progress.new("sweep", total - done_prompts, { unit = "prompts" })
+  for _, e in ipairs(facts_list) do
+    if done[e.key] then
+      add_sums(e, done[e.key].sums)
+    else
+      local its, b = items(e), base(e)
+      local sums = {} -- curve key -> factor index -> { sum of p - p0, of p0, of ln p - ln p0, prompts }
+      local scored = {} -- neuron list as text -> factor index -> { p, lp }: a fact whose knowledge
+                        -- neurons sit in one layer gives that layer's curve the same set, scored once
+      for _, c in ipairs(curves) do
+        local ns = c.neurons(e)
+        local id = json.encode(plain(ns))
+        scored[id] = scored[id] or {}
+        sums[c.key] = {}
+        for k, a in ipairs(factors) do
+          -- No neurons, or a factor of 1: P(gold) is p0 exactly, with no forward pass.
+          local p, lp = b.p, b.logp
+          if #ns > 0 and a ~= 1 then
+            if not scored[id][k] then
+              p, lp = {}, {}
+              local res = model:score(its, { batch = batch, interventions = knwb.neuron_interventions(ns, "scale", a) })
+              for j, r in ipairs(res) do p[j], lp[j] = r.p, r.logp end
+              scored[id][k] = { p, lp }
+            end
+            p, lp = scored[id][k][1], scored[id][k][2]
+          end
+          local t = { 0, 0, 0, 0 }
+          for j = 1, #its do
+            t[1], t[2] = t[1] + (p[j] - b.p[j]), t[2] + b.p[j]
+            t[3], t[4] = t[3] + (lp[j] - b.logp[j]), t[4] + 1
+          end
+          sums[c.key][k] = t
+        end
+      end
+      sweep_out:write { relation = e.rel.id, fact = e.b, subject = e.fact.subject, object = e.fact.object, sums = sums }
+      add_sums(e, sums)
+      sbar:step(#its)
+    end
   end
   sbar:done()
+  sweep_out:close()
 
   -- Per relation: ratio of means and mean dlogp; then unweighted means over relations.
   sweep_summary = { factors = factors, curves = {} }

@@ -322,6 +322,24 @@ ok, out, err = script(BASE .. " --out " .. q(tmp .. "/run"))
 check.ok(ok and err:find("43 of 43 prompts already scored", 1, true), "a second run in the same directory resumes")
 check.eq(json.decode(slurp(dir .. "summary.json")).kn, summary.kn, "the resumed run reports the same numbers")
 check.eq(#lines_of(dir .. "results.jsonl"), 40, "the resumed run adds no lines")
+check.ok(err:find("resuming the sweep: 43 of 43 prompts already scored", 1, true), "the sweep resumes too, scoring nothing again")
+check.eq(json.decode(slurp(dir .. "summary.json")).sweep, summary.sweep, "the resumed sweep reports the same numbers")
+-- a sweep cut off after 4 facts, in the middle of the 5th line, is finished from there, bit-identical
+local sweep_lines = {}
+for line in io.lines(dir .. "sweep.jsonl") do sweep_lines[#sweep_lines + 1] = line end
+check.eq(#sweep_lines, 10, "sweep.jsonl: one line per fact")
+local f = assert(io.open(dir .. "sweep.jsonl", "w"))
+f:write(table.concat(sweep_lines, "\n", 1, 4) .. "\n" .. sweep_lines[5]:sub(1, 30))
+f:close()
+ok, out, err = script(BASE .. " --out " .. q(tmp .. "/run"))
+local n_first4 = 0
+for k = 1, 4 do n_first4 = n_first4 + json.decode(sweep_lines[k]).sums.kn[1][4] end
+check.ok(ok and err:find(("resuming the sweep: %d of 43 prompts"):format(n_first4), 1, true) ~= nil,
+  "an interrupted sweep resumes from the %d prompts of the 4 facts it finished", n_first4)
+check.eq(json.decode(slurp(dir .. "summary.json")).sweep, summary.sweep, "the finished sweep equals the uninterrupted one exactly")
+local after = {}
+for line in io.lines(dir .. "sweep.jsonl") do after[#after + 1] = line end
+check.eq(#after, 10, "sweep.jsonl holds 10 whole lines again")
 ok, out, err = script(BASE .. " --set factor=3 --out " .. q(tmp .. "/run"))
 check.ok(not ok and err:find("holds results of a run with another config", 1, true), "resuming with another config is refused")
 
