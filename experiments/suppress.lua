@@ -436,10 +436,7 @@ run:write("summary.md", table.concat(md, "\n") .. "\n")
 local cats = {}
 for k, rel in ipairs(set.relations) do cats[k] = rel.id end
 cats[#cats + 1] = "mean"
--- svg.bars does not wrap its legend: make the chart wide enough for it (about 7 px a letter).
-local legend = 80
-for _, name in ipairs(SETS) do legend = legend + 34 + 7 * #SET_NAMES[name] end
-local width = math.min(1200, math.max(480, 130 + #cats * 94, legend))
+local width = math.min(1200, math.max(600, 130 + #cats * 94))
 for _, op in ipairs { "suppress", "amplify" } do
   local series = {}
   for _, name in ipairs(SETS) do
@@ -598,13 +595,10 @@ if #cfg.sweep.factors > 0 then
     end
     series[#series + 1] = { name = c.label, values = vals }
   end
-  local slegend = 80
-  for _, c in ipairs(sweep_summary.curves) do slegend = slegend + 34 + 7 * #c.label end
   run:write("sweep.svg", knwb.svg.lines {
     title = "Scaling neurons at [MASK]: change of P(gold) by factor", x = sorted_x, series = series, vline = 1,
     percent = true, xlabel = "factor the neurons are multiplied by (0 = suppress, 1 = unchanged)",
-    ylabel = "mean(p - p0) / mean(p0)", width = math.min(1400, math.max(640, slegend)),
-    height = math.floor(math.max(440, 0.45 * math.min(1400, slegend))) })
+    ylabel = "mean(p - p0) / mean(p0)", width = 820, height = 520 })
   local fcats = {}
   for k, a in ipairs(factors) do fcats[k] = ("x%g"):format(a) end
   summary.sweep = sweep_summary

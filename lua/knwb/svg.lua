@@ -122,21 +122,30 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Pieces shared by the charts.
 
--- The series names with their colours, centred in a row above the plot area.
-local function legend(add, series, colors, left, W, top)
-  local items, total = {}, 0
+-- The series names with their colours, in rows as wide as the chart allows, each row centred.
+local function legend_rows(series, W)
+  local rows, row = {}, { w = 0 }
   for i, s in ipairs(series) do
     local name = shorten(s.name or ("series " .. i), 32)
-    items[i] = { name = name, w = 18 + text_width(name, 12) + 16 }
-    total = total + items[i].w
+    local it = { i = i, name = name, w = 18 + text_width(name, 12) + 16 }
+    if #row > 0 and row.w + it.w > W - 28 then rows[#rows + 1], row = row, { w = 0 } end
+    row[#row + 1], row.w = it, row.w + it.w
   end
-  local x = math.max(left, (W - total) / 2)
-  local ly = top - 16
+  rows[#rows + 1] = row
+  return rows
+end
+
+-- Draws the rows of legend_rows above the plot area, whose top is `top`.
+local function legend(add, rows, colors, W, top)
   add('<g class="legend">')
-  for i, it in ipairs(items) do
-    add(('<rect x="%s" y="%s" width="12" height="12" rx="2" fill="%s"/>'):format(num(x), num(ly - 10), colors[(i - 1) % #colors + 1]))
-    add(('<text x="%s" y="%s" fill="%s">%s</text>'):format(num(x + 17), num(ly), INK, esc(it.name)))
-    x = x + it.w
+  for r, row in ipairs(rows) do
+    local x = math.max(14, (W - row.w) / 2)
+    local ly = top - 16 - (#rows - r) * 22
+    for _, it in ipairs(row) do
+      add(('<rect x="%s" y="%s" width="12" height="12" rx="2" fill="%s"/>'):format(num(x), num(ly - 10), colors[(it.i - 1) % #colors + 1]))
+      add(('<text x="%s" y="%s" fill="%s">%s</text>'):format(num(x + 17), num(ly), INK, esc(it.name)))
+      x = x + it.w
+    end
   end
   add("</g>")
 end
@@ -219,7 +228,8 @@ local function chart(spec, who, style)
   for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
   local left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
   local right = 16
-  local top = 14 + (spec.title and 26 or 0) + (nser > 1 and 22 or 0)
+  local rows = nser > 1 and legend_rows(series, W) or {}
+  local top = 14 + (spec.title and 26 or 0) + 22 * #rows
   local band = (W - left - right) / ncat
   local labels, label_w = {}, 0
   for j, c in ipairs(cats) do
@@ -257,7 +267,7 @@ local function chart(spec, who, style)
       :format(num(W / 2), INK, esc(spec.title)))
   end
 
-  if nser > 1 then legend(add, series, colors, left, W, top) end
+  if nser > 1 then legend(add, rows, colors, W, top) end
   y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
 
   -- Bars.
@@ -390,7 +400,8 @@ function svg.lines(spec)
   for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
   local left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
   local right = 24
-  local top = 14 + (spec.title and 26 or 0) + (#series > 1 and 22 or 0)
+  local rows = #series > 1 and legend_rows(series, W) or {}
+  local top = 14 + (spec.title and 26 or 0) + 22 * #rows
   local bottom = 14 + (spec.xlabel and 22 or 0) + 20
   local plot_h = H - top - bottom
   local function px(v) return left + (W - left - right) * (v - x_lo) / (x_hi - x_lo) end
@@ -406,7 +417,7 @@ function svg.lines(spec)
     add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
       :format(num(W / 2), INK, esc(spec.title)))
   end
-  if #series > 1 then legend(add, series, colors, left, W, top) end
+  if #series > 1 then legend(add, rows, colors, W, top) end
   y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
   -- x ticks at multiples of a round step
   add('<g class="xticks">')

@@ -164,6 +164,25 @@ do
   check.ok(well_formed(lin) and lin:find(">edited<", 1, true), "names of the pair can be changed")
 end
 
+-- A legend wider than the chart wraps into centred rows that stay inside it.
+do
+  local series = {}
+  for i = 1, 7 do series[i] = { name = ("knowledge neurons, layer %d only"):format(i), values = { i, -i } } end
+  local out = svg.bars { categories = { "a", "b" }, series = series, width = 600 }
+  local W = tonumber(out:match('<svg[^>]- width="([%d.]+)"'))
+  local legend = out:match('<g class="legend">(.-)</g>')
+  local ys, inside, n = {}, true, 0
+  for x, y, name in legend:gmatch('<text x="([%d.]+)" y="([%d.]+)"[^>]*>([^<]*)</text>') do
+    n = n + 1
+    ys[y] = true
+    inside = inside and tonumber(x) >= 0 and tonumber(x) + #name * 12 * 0.58 <= W
+  end
+  local rows = 0
+  for _ in pairs(ys) do rows = rows + 1 end
+  check.ok(well_formed(out) and n == 7 and rows >= 2, "svg.bars: a legend of 7 long names wraps (%d rows)", rows)
+  check.ok(inside, "svg.bars: every wrapped legend entry lies inside the %s px chart", W)
+end
+
 -- Line charts: one polyline per unbroken run of values, a marker with its value per point, the
 -- points placed in x order and by value (a larger value sits higher), and bad input refused.
 do
