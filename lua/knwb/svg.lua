@@ -122,6 +122,27 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Pieces shared by the charts.
 
+-- The root element, a white background and the title (as a tooltip and as text on top).
+local function open_svg(add, W, H, title)
+  add(('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" font-family="%s" font-size="12">')
+    :format(num(W), num(H), num(W), num(H), FONT))
+  if title then add(("<title>%s</title>"):format(esc(title))) end
+  add(('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>'):format(num(W), num(H)))
+  if title then
+    add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
+      :format(num(W / 2), INK, esc(title)))
+  end
+end
+
+-- The x label centred under the plot at cx, the end of the root; returns the whole text.
+local function close_svg(add, out, xlabel, cx, H)
+  if xlabel then
+    add(('<text x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>'):format(num(cx), num(H - 12), INK, esc(xlabel)))
+  end
+  add("</svg>")
+  return table.concat(out, "\n") .. "\n"
+end
+
 -- The series names with their colours, in rows as wide as the chart allows, each row centred.
 local function legend_rows(series, W)
   local rows, row = {}, { w = 0 }
@@ -258,14 +279,7 @@ local function chart(spec, who, style)
 
   local out = {}
   local function add(s) out[#out + 1] = s end
-  add(('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" font-family="%s" font-size="12">')
-    :format(num(W), num(H), num(W), num(H), FONT))
-  if spec.title then add(("<title>%s</title>"):format(esc(spec.title))) end
-  add(('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>'):format(num(W), num(H)))
-  if spec.title then
-    add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
-      :format(num(W / 2), INK, esc(spec.title)))
-  end
+  open_svg(add, W, H, spec.title)
 
   if nser > 1 then legend(add, rows, colors, W, top) end
   y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
@@ -318,11 +332,7 @@ local function chart(spec, who, style)
     end
   end
   add("</g>")
-  if spec.xlabel then
-    add(('<text x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>'):format(num(left + (W - left - right) / 2), num(H - 12), INK, esc(spec.xlabel)))
-  end
-  add("</svg>")
-  return table.concat(out, "\n") .. "\n"
+  return close_svg(add, out, spec.xlabel, (left + W - right) / 2, H)
 end
 
 -- svg.bars(spec) -> SVG text
@@ -409,14 +419,7 @@ function svg.lines(spec)
 
   local out = {}
   local function add(s) out[#out + 1] = s end
-  add(('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" font-family="%s" font-size="12">')
-    :format(num(W), num(H), num(W), num(H), FONT))
-  if spec.title then add(("<title>%s</title>"):format(esc(spec.title))) end
-  add(('<rect x="0" y="0" width="%s" height="%s" fill="#ffffff"/>'):format(num(W), num(H)))
-  if spec.title then
-    add(('<text x="%s" y="26" text-anchor="middle" font-size="16" font-weight="bold" fill="%s">%s</text>')
-      :format(num(W / 2), INK, esc(spec.title)))
-  end
+  open_svg(add, W, H, spec.title)
   if #series > 1 then legend(add, rows, colors, W, top) end
   y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
   -- x ticks at multiples of a round step
@@ -460,11 +463,7 @@ function svg.lines(spec)
     end
   end
   add("</g>")
-  if spec.xlabel then
-    add(('<text x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>'):format(num(left + (W - left - right) / 2), num(H - 12), INK, esc(spec.xlabel)))
-  end
-  add("</svg>")
-  return table.concat(out, "\n") .. "\n"
+  return close_svg(add, out, spec.xlabel, (left + W - right) / 2, H)
 end
 
 return svg
