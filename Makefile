@@ -45,7 +45,14 @@ $(B)/asan/tests/%: tests/c/%.c tests/c/check.h $(CORE_SRC) $(wildcard core/*.h) 
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) -Icore -Itests/c -o $@ $< $(CORE_SRC) $(LDLIBS)
 
-test: knwb $(addprefix $(B)/tests/,$(CTESTS)) $(addprefix $(B)/asan/tests/,$(CTESTS))
+# knwb itself under ASan+UBSan, for the Lua tests' second run (bindings, YAML, JSON, the CLI host);
+# it finds lua/ next to itself, so build/asan/lua points at the repository's.
+$(B)/asan/knwb: $(LUA_SRC) $(CORE_SRC) $(wildcard core/*.h lua/*.h) | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) -Icore -o $@ $(LUA_SRC) $(CORE_SRC) $(LDLIBS)
+	@ln -sfn ../../lua $(B)/asan/lua
+
+test: knwb $(B)/asan/knwb $(addprefix $(B)/tests/,$(CTESTS)) $(addprefix $(B)/asan/tests/,$(CTESTS))
 	@sh tests/run.sh
 
 bench: knwb

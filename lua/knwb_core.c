@@ -25,6 +25,7 @@
 #define SCORES_MT "knwb.Scores"
 #define EDIT_MT "knwb.Edit"
 #define TRAINER_MT "knwb.Trainer"
+#define POOL_MT "knwb.pool"
 #define MAX_BATCH_ROWS 64
 
 typedef struct lmodel {
@@ -79,18 +80,55 @@ static double field_num(lua_State *L, int t, const char *k, double def) {
     return v;
 }
 
-/* Reads the array at stack index t into a fresh int buffer (freed by the caller). */
-static int *read_ints(lua_State *L, int t, const char *what, int *n_out) {
+/* Scratch memory of one binding call, freed however the call ends: a to-be-closed userdata,
+ * pushed once at the start of the call, owns every block, so an error raised half-way through
+ * reading the arguments (a longjmp past any free) loses nothing. */
+typedef struct pool { void **blk; int n, cap; } pool;
+
+static int pool_close(lua_State *L) {
+    pool *p = luaL_checkudata(L, 1, POOL_MT);
+    for (int i = 0; i < p->n; i++) free(p->blk[i]);
+    free(p->blk);
+    p->blk = NULL;
+    p->n = p->cap = 0;
+    return 0;
+}
+
+static pool *pool_new(lua_State *L) {
+    pool *p = lua_newuserdatauv(L, sizeof *p, 0);
+    memset(p, 0, sizeof *p);
+    luaL_setmetatable(L, POOL_MT);
+    lua_toclose(L, -1);
+    return p;
+}
+
+/* bytes of zeroed memory owned by the pool */
+static void *pool_alloc(lua_State *L, pool *p, size_t bytes) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 8;
+        void **blk = realloc(p->blk, sizeof *blk * cap);
+        if (!blk) luaL_error(L, "out of memory");
+        p->blk = blk;
+        p->cap = cap;
+    }
+    void *b = calloc(1, bytes ? bytes : 1);
+    if (!b) luaL_error(L, "out of memory (%zu bytes)", bytes);
+    p->blk[p->n++] = b;
+    return b;
+}
+
+/* Reads the array at stack index t into an int buffer from the pool. */
+static int *read_ints(lua_State *L, pool *P, int t, const char *what, int *n_out) {
     t = lua_absindex(L, t);
     if (!lua_istable(L, t)) { luaL_error(L, "%s must be an array of integers, got %s", what, luaL_typename(L, t)); return NULL; }
     int n = (int)lua_rawlen(L, t);
-    int *out = malloc(sizeof(int) * (n + 1));
+    int *out = pool_alloc(L, P, sizeof(int) * (n + 1));
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, t, i);
         int ok;
         lua_Integer v = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
-        if (!ok) { free(out); luaL_error(L, "%s[%d] must be an integer", what, i); return NULL; }
+        if (!ok) { luaL_error(L, "%s[%d] must be an integer", what, i); return NULL; }
         out[i - 1] = (int)v;
     }
     *n_out = n;
@@ -221,18 +259,17 @@ static kn_vocab *check_vocab(lua_State *L, kn_model *m) {
     return m->vocab;
 }
 
-static int *tokenize(lua_State *L, kn_model *m, const char *text, int *n) {
+static int *tokenize(lua_State *L, pool *P, kn_model *m, const char *text, int *n) {
     kn_vocab *v = check_vocab(L, m);
     kn_err err;
     int cap = 64;
-    int *ids = malloc(sizeof(int) * cap);
+    int *ids = pool_alloc(L, P, sizeof(int) * cap);
     int got = kn_tokenize(v, text, ids, cap, &err);
     if (got > cap) {
-        free(ids);
-        ids = malloc(sizeof(int) * got);
+        ids = pool_alloc(L, P, sizeof(int) * got);
         got = kn_tokenize(v, text, ids, got, &err);
     }
-    if (got < 0) { free(ids); raise_err(L, &err); return NULL; }
+    if (got < 0) { raise_err(L, &err); return NULL; }
     *n = got;
     return ids;
 }
@@ -241,10 +278,9 @@ static int m_tokenize(lua_State *L) {
     kn_model *m = check_model(L, 1);
     const char *text = luaL_checkstring(L, 2);
     int n;
-    int *ids = tokenize(L, m, text, &n);
+    int *ids = tokenize(L, pool_new(L), m, text, &n);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) { lua_pushinteger(L, ids[i]); lua_rawseti(L, -2, i + 1); }
-    free(ids);
     return 1;
 }
 
@@ -254,16 +290,14 @@ static int m_encode(lua_State *L) {
     const char *text = luaL_checkstring(L, 2);
     int need_mask = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
     int n;
-    int *ids = tokenize(L, m, text, &n);
+    int *ids = tokenize(L, pool_new(L), m, text, &n);
     kn_vocab *v = m->vocab;
     int mask_id = kn_vocab_special(v, KN_TOK_MASK), mask = -1, masks = 0;
     for (int i = 0; i < n; i++) if (ids[i] == mask_id) { masks++; if (mask < 0) mask = i + 1; }
     if (n + 2 > m->cfg.max_pos) {
-        free(ids);
         return luaL_error(L, "prompt is %d tokens with [CLS]/[SEP], over max_position_embeddings %d: \"%s\"", n + 2, m->cfg.max_pos, text);
     }
     if (need_mask && masks != 1) {
-        free(ids);
         if (masks == 0) return luaL_error(L, "prompt has no [MASK] token: \"%s\"", text);
         return luaL_error(L, "prompt has %d [MASK] tokens, knwb needs exactly one: \"%s\"", masks, text);
     }
@@ -273,7 +307,6 @@ static int m_encode(lua_State *L) {
     for (int i = 0; i < n; i++) { lua_pushinteger(L, ids[i]); lua_rawseti(L, -2, i + 2); }
     lua_pushinteger(L, kn_vocab_special(v, KN_TOK_SEP));
     lua_rawseti(L, -2, n + 2);
-    free(ids);
     if (mask >= 0) lua_pushinteger(L, mask); else lua_pushnil(L);
     return 2;
 }
@@ -298,24 +331,19 @@ static int m_token(lua_State *L) {
 
 typedef struct item { int *ids; int T; int mask; int target; } item;
 
-static void free_items(item *it, int n) {
-    for (int i = 0; i < n; i++) free(it[i].ids);
-    free(it);
-}
-
 /* Reads items {ids=, mask=, target=} from the array at index t. */
-static item *read_items(lua_State *L, int t, kn_model *m, int *n_out, int need_target) {
+static item *read_items(lua_State *L, pool *P, int t, kn_model *m, int *n_out, int need_target) {
     luaL_checktype(L, t, LUA_TTABLE);
     int n = (int)lua_rawlen(L, t);
-    item *it = calloc(n + 1, sizeof *it);
+    item *it = pool_alloc(L, P, sizeof *it * (n + 1));
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, t, i + 1);
-        if (!lua_istable(L, -1)) { free_items(it, i); luaL_error(L, "item %d must be a table {ids=, mask=, target=}", i + 1); }
+        if (!lua_istable(L, -1)) { luaL_error(L, "item %d must be a table {ids=, mask=, target=}", i + 1); }
         int top = lua_gettop(L);
         lua_getfield(L, top, "ids");
         char what[48];
         snprintf(what, sizeof what, "item %d ids", i + 1);
-        it[i].ids = read_ints(L, -1, what, &it[i].T);
+        it[i].ids = read_ints(L, P, -1, what, &it[i].T);
         lua_pop(L, 1);
         it[i].mask = field_int(L, top, "mask", -1, 1);
         it[i].target = field_int(L, top, "target", -1, need_target);
@@ -326,7 +354,6 @@ static item *read_items(lua_State *L, int t, kn_model *m, int *n_out, int need_t
         else if (need_target && (it[i].target < 0 || it[i].target >= m->cfg.vocab_size)) bad = "target";
         if (bad) {
             int T = it[i].T, mk = it[i].mask, tg = it[i].target;
-            free_items(it, i + 1);
             if (bad[0] == 'l') luaL_error(L, "item %d: %d tokens, allowed 1..%d", i + 1, T, m->cfg.max_pos);
             if (bad[0] == 'm') luaL_error(L, "item %d: mask position %d out of range [0, %d)", i + 1, mk, T);
             luaL_error(L, "item %d: target id %d out of range [0, %d)", i + 1, tg, m->cfg.vocab_size);
@@ -337,15 +364,14 @@ static item *read_items(lua_State *L, int t, kn_model *m, int *n_out, int need_t
 }
 
 /* Reads the single item at stack index idx (the same table form as one entry of an item list). */
-static item *read_one_item(lua_State *L, int idx, kn_model *m, int need_target) {
+static item *read_one_item(lua_State *L, pool *P, int idx, kn_model *m, int need_target) {
     int n;
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, idx);
     lua_rawseti(L, -2, 1);
-    item *it = read_items(L, lua_gettop(L), m, &n, need_target);
+    item *it = read_items(L, P, lua_gettop(L), m, &n, need_target);
     lua_pop(L, 1);
     if (n != 1) {
-        free_items(it, n);
         luaL_error(L, "bad argument #1 (an item {ids=, mask=, target=} expected)");
     }
     return it;
@@ -356,12 +382,12 @@ static item *read_one_item(lua_State *L, int idx, kn_model *m, int need_target) 
  * to one intervention per row at that row's mask position. */
 typedef struct ivspec { int layer, n, pos_kind, pos; enum kn_iop op; int *idx; float *val; float scalar; } ivspec;
 
-static ivspec *read_ivspecs(lua_State *L, int t, kn_model *m, int *n_out) {
+static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_out) {
     *n_out = 0;
     if (lua_isnoneornil(L, t)) return NULL;
     luaL_checktype(L, t, LUA_TTABLE);
     int n = (int)lua_rawlen(L, t);
-    ivspec *s = calloc(n + 1, sizeof *s);
+    ivspec *s = pool_alloc(L, P, sizeof *s * (n + 1));
     for (int j = 0; j < n; j++) {
         lua_rawgeti(L, t, j + 1);
         int top = lua_gettop(L);
@@ -379,7 +405,7 @@ static ivspec *read_ivspecs(lua_State *L, int t, kn_model *m, int *n_out) {
         if (lua_getfield(L, top, "neurons") != LUA_TNIL) {
             char what[48];
             snprintf(what, sizeof what, "intervention %d neurons", j + 1);
-            s[j].idx = read_ints(L, -1, what, &s[j].n);
+            s[j].idx = read_ints(L, P, -1, what, &s[j].n);
             for (int k = 0; k < s[j].n; k++)
                 if (s[j].idx[k] < 0 || s[j].idx[k] >= m->cfg.ffn)
                     luaL_error(L, "intervention %d: neuron %d out of range [0, %d)", j + 1, s[j].idx[k], m->cfg.ffn);
@@ -389,7 +415,7 @@ static ivspec *read_ivspecs(lua_State *L, int t, kn_model *m, int *n_out) {
         if (lua_getfield(L, top, "values") != LUA_TNIL) {
             int nv = (int)lua_rawlen(L, -1);
             if (nv != width) luaL_error(L, "intervention %d: %d values for %d neurons", j + 1, nv, width);
-            s[j].val = malloc(sizeof(float) * width);
+            s[j].val = pool_alloc(L, P, sizeof(float) * width);
             for (int k = 0; k < width; k++) {
                 lua_rawgeti(L, -1, k + 1);
                 s[j].val[k] = (float)lua_tonumber(L, -1);
@@ -407,11 +433,6 @@ static ivspec *read_ivspecs(lua_State *L, int t, kn_model *m, int *n_out) {
     }
     *n_out = n;
     return s;
-}
-
-static void free_ivspecs(ivspec *s, int n) {
-    for (int j = 0; j < n; j++) { free(s[j].idx); free(s[j].val); }
-    free(s);
 }
 
 /* Expands specs for a chunk of B rows into engine interventions. */
@@ -434,13 +455,13 @@ static int expand_iv(const ivspec *s, int ns, const item *rows, int B, kn_interv
 /* Runs items in chunks; for each chunk calls back with the arena filled (logits at mask rows). */
 typedef void (*chunk_fn)(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int Tmax, void *ud);
 
-static void run_chunks(lua_State *L, lmodel *lm, item *it, int n, const ivspec *iv, int niv, int batch, chunk_fn fn, void *ud) {
+static void run_chunks(lua_State *L, pool *P, lmodel *lm, item *it, int n, const ivspec *iv, int niv, int batch, chunk_fn fn, void *ud) {
     kn_model *m = lm->m;
     if (batch < 1 || batch > MAX_BATCH_ROWS) batch = MAX_BATCH_ROWS;
     int pad = m->vocab ? kn_vocab_special(m->vocab, KN_TOK_PAD) : 0;
-    int *ids = malloc(sizeof(int) * batch * m->cfg.max_pos), *attn = malloc(sizeof(int) * batch * m->cfg.max_pos);
-    int *head = malloc(sizeof(int) * batch);
-    kn_intervention *kiv = malloc(sizeof *kiv * (niv * batch + 1));
+    int *ids = pool_alloc(L, P, sizeof(int) * batch * m->cfg.max_pos), *attn = pool_alloc(L, P, sizeof(int) * batch * m->cfg.max_pos);
+    int *head = pool_alloc(L, P, sizeof(int) * batch);
+    kn_intervention *kiv = pool_alloc(L, P, sizeof *kiv * (niv * batch + 1));
     for (int first = 0; first < n; first += batch) {
         int B = n - first < batch ? n - first : batch, T = 0;
         for (int b = 0; b < B; b++) if (it[first + b].T > T) T = it[first + b].T;
@@ -453,30 +474,24 @@ static void run_chunks(lua_State *L, lmodel *lm, item *it, int n, const ivspec *
             head[b] = b * T + x->mask;
         }
         for (int j = 0; j < niv; j++)
-            if (iv[j].pos_kind == 2 && iv[j].pos >= T) {
-                free(ids); free(attn); free(head); free(kiv);
+            if (iv[j].pos_kind == 2 && iv[j].pos >= T)
                 luaL_error(L, "intervention %d: position %d out of range [0, %d)", j + 1, iv[j].pos, T);
-            }
         int nk = expand_iv(iv, niv, it + first, B, kiv);
         int cap = n < batch ? n : batch;
         bert_acts *a = arena(L, lm, cap, T, cap);
         kn_err err;
-        if (bert_forward(m, a, ids, NULL, attn, B, T, head, B, kiv, nk, &err) != 0) {
-            free(ids); free(attn); free(head); free(kiv);
-            raise_err(L, &err);
-        }
+        if (bert_forward(m, a, ids, NULL, attn, B, T, head, B, kiv, nk, &err) != 0) raise_err(L, &err);
         fn(L, m, a, it, first, B, T, ud);
     }
-    free(ids); free(attn); free(head); free(kiv);
 }
 
-typedef struct score_ud { int topk, table; } score_ud;
+typedef struct score_ud { int topk, table; float *probs; char *taken; } score_ud;
 
 static void score_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int T, void *vud) {
     (void)T;
     score_ud *ud = vud;
     int V = m->cfg.vocab_size;
-    float *probs = malloc(sizeof(float) * V);
+    float *probs = ud->probs;
     for (int b = 0; b < B; b++) {
         const item *x = &it[first + b];
         const float *row = a->logits + (int64_t)b * V;
@@ -504,7 +519,8 @@ static void score_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it,
             int k = ud->topk < V ? ud->topk : V;
             lua_createtable(L, k, 0);
             lua_createtable(L, k, 0);
-            char *taken = calloc(V, 1);
+            char *taken = ud->taken;
+            memset(taken, 0, V);
             for (int r = 0; r < k; r++) {
                 int arg = -1;
                 for (int i = 0; i < V; i++) if (!taken[i] && (arg < 0 || probs[i] > probs[arg])) arg = i;
@@ -514,35 +530,32 @@ static void score_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it,
                 lua_pushnumber(L, probs[arg]);
                 lua_rawseti(L, -2, r + 1);
             }
-            free(taken);
             lua_setfield(L, -3, "top_p");
             lua_setfield(L, -2, "top");
         }
         lua_rawseti(L, ud->table, first + b + 1);
     }
-    free(probs);
 }
 
 /* model:score(items [, {interventions=, topk=, batch=}]) -> { {p=, logp=, rank=, top1=, top1_p=, top=, top_p=}, ... } */
 static int m_score(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     int n, niv = 0;
-    item *it = read_items(L, 2, lm->m, &n, 0);
-    score_ud ud = { 0, 0 };
+    pool *P = pool_new(L);
+    item *it = read_items(L, P, 2, lm->m, &n, 0);
+    score_ud ud = { 0, 0, pool_alloc(L, P, sizeof(float) * lm->m->cfg.vocab_size), pool_alloc(L, P, lm->m->cfg.vocab_size) };
     ivspec *iv = NULL;
     int batch = MAX_BATCH_ROWS;
     if (lua_istable(L, 3)) {
         ud.topk = field_int(L, 3, "topk", 0, 0);
         batch = field_int(L, 3, "batch", MAX_BATCH_ROWS, 0);
         lua_getfield(L, 3, "interventions");
-        iv = read_ivspecs(L, lua_gettop(L), lm->m, &niv);
+        iv = read_ivspecs(L, P, lua_gettop(L), lm->m, &niv);
         lua_pop(L, 1);
     }
     lua_createtable(L, n, 0);
     ud.table = lua_gettop(L);
-    run_chunks(L, lm, it, n, iv, niv, batch, score_chunk, &ud);
-    free_items(it, n);
-    free_ivspecs(iv, niv);
+    run_chunks(L, P, lm, it, n, iv, niv, batch, score_chunk, &ud);
     return 1;
 }
 
@@ -564,25 +577,23 @@ static void capture_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *i
 static int m_capture(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     int n, niv = 0;
-    item *it = read_items(L, 2, lm->m, &n, 0);
+    pool *P = pool_new(L);
+    item *it = read_items(L, P, 2, lm->m, &n, 0);
     ivspec *iv = NULL;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "interventions");
-        iv = read_ivspecs(L, lua_gettop(L), lm->m, &niv);
+        iv = read_ivspecs(L, P, lua_gettop(L), lm->m, &niv);
         lua_pop(L, 1);
     }
     lua_createtable(L, n, 0);
     int tbl = lua_gettop(L);
-    lscores **out = malloc(sizeof *out * (n + 1));
+    lscores **out = pool_alloc(L, P, sizeof *out * (n + 1));
     for (int i = 0; i < n; i++) {
         out[i] = new_scores(L, lm->m->cfg.layers, lm->m->cfg.ffn);
         lua_rawseti(L, tbl, i + 1);
     }
     capture_ud ud = { out };
-    run_chunks(L, lm, it, n, iv, niv, MAX_BATCH_ROWS, capture_chunk, &ud);
-    free(out);
-    free_items(it, n);
-    free_ivspecs(iv, niv);
+    run_chunks(L, P, lm, it, n, iv, niv, MAX_BATCH_ROWS, capture_chunk, &ud);
     return 1;
 }
 
@@ -591,11 +602,11 @@ static int m_capture(lua_State *L) {
 static int m_gradient(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     kn_model *m = lm->m;
-    int n = 1, niv = 0;
-    item *it = read_one_item(L, 2, m, 1);
+    int niv = 0;
+    pool *P = pool_new(L);
+    item *it = read_one_item(L, P, 2, m, 1);
     int layer = (int)luaL_checkinteger(L, 3);
     if (layer < 0 || layer >= m->cfg.layers) {
-        free_items(it, n);
         return luaL_error(L, "bad argument #2 to 'gradient' (layer %d out of range [0, %d))", layer, m->cfg.layers);
     }
     int use_log = 0;
@@ -605,17 +616,17 @@ static int m_gradient(lua_State *L) {
         use_log = lua_toboolean(L, -1);
         lua_pop(L, 1);
         lua_getfield(L, 4, "interventions");
-        iv = read_ivspecs(L, lua_gettop(L), m, &niv);
+        iv = read_ivspecs(L, P, lua_gettop(L), m, &niv);
         lua_pop(L, 1);
     }
     int T = it[0].T, F = m->cfg.ffn, V = m->cfg.vocab_size;
     bert_acts *a = arena(L, lm, 1, T, 1);
-    kn_intervention *kiv = malloc(sizeof *kiv * (niv + 1));
+    kn_intervention *kiv = pool_alloc(L, P, sizeof *kiv * (niv + 1));
     int nk = expand_iv(iv, niv, it, 1, kiv);
     int head = it[0].mask;
     kn_err err;
-    float *dlogits = malloc(sizeof(float) * V), *dffn = malloc(sizeof(float) * (size_t)T * F);
-    float **dl = calloc(m->cfg.layers, sizeof(float *));
+    float *dlogits = pool_alloc(L, P, sizeof(float) * V), *dffn = pool_alloc(L, P, sizeof(float) * (size_t)T * F);
+    float **dl = pool_alloc(L, P, sizeof(float *) * m->cfg.layers);
     dl[layer] = dffn;
     double val = 0;
     int rc = bert_forward(m, a, it[0].ids, NULL, NULL, 1, T, &head, 1, kiv, nk, &err);
@@ -628,9 +639,6 @@ static int m_gradient(lua_State *L) {
         for (int i = 0; i < F; i++) { lua_pushnumber(L, dffn[(int64_t)head * F + i]); lua_rawseti(L, -2, i + 1); }
         lua_pushnumber(L, val);
     }
-    free(dlogits); free(dffn); free(dl); free(kiv);
-    free_items(it, n);
-    free_ivspecs(iv, niv);
     if (rc != 0) return raise_err(L, &err);
     return 2;
 }
@@ -640,8 +648,8 @@ static int m_gradient(lua_State *L) {
 static int m_attribute(lua_State *L) {
     lmodel *lm = check_lmodel(L, 1);
     kn_model *m = lm->m;
-    int n = 1;
-    item *it = read_one_item(L, 2, m, 1);
+    pool *P = pool_new(L);
+    item *it = read_one_item(L, P, 2, m, 1);
     kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0 };
     int nl = m->cfg.layers, *layers = NULL;
     if (lua_istable(L, 3)) {
@@ -650,24 +658,24 @@ static int m_attribute(lua_State *L) {
         lua_getfield(L, 3, "quadrature");
         const char *q = luaL_optstring(L, -1, "left");
         int qi = kn_quadrature_parse(q);
-        if (qi < 0) { free_items(it, n); return luaL_error(L, "quadrature \"%s\" is not one of left, right, midpoint, trapezoid, gauss", q); }
+        if (qi < 0) { return luaL_error(L, "quadrature \"%s\" is not one of left, right, midpoint, trapezoid, gauss", q); }
         o.quad = qi;
         lua_pop(L, 1);
         lua_getfield(L, 3, "log");
         o.use_log = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        if (lua_getfield(L, 3, "layers") != LUA_TNIL) layers = read_ints(L, -1, "layers", &nl);
+        if (lua_getfield(L, 3, "layers") != LUA_TNIL) layers = read_ints(L, P, -1, "layers", &nl);
         lua_pop(L, 1);
     }
     if (!layers) {
-        layers = malloc(sizeof(int) * nl);
+        layers = pool_alloc(L, P, sizeof(int) * nl);
         for (int l = 0; l < nl; l++) layers[l] = l;
     }
-    if (o.steps < 1 || o.steps > 10000) { free(layers); free_items(it, n); return luaL_error(L, "steps %d out of range [1, 10000]", o.steps); }
+    if (o.steps < 1 || o.steps > 10000) { return luaL_error(L, "steps %d out of range [1, 10000]", o.steps); }
     int F = m->cfg.ffn;
     lscores *sc = new_scores(L, nl, F);
     lscores *ac = new_scores(L, nl, F);
-    double *pz = malloc(sizeof(double) * nl), *sum = malloc(sizeof(double) * nl);
+    double *pz = pool_alloc(L, P, sizeof(double) * nl), *sum = pool_alloc(L, P, sizeof(double) * nl);
     kn_ig_out out = { sc->v, ac->v, 0, pz, sum };
     kn_err err;
     int rc = kn_ig(m, it[0].ids, NULL, it[0].T, it[0].mask, it[0].target, layers, nl, &o, &out, &err);
@@ -686,8 +694,6 @@ static int m_attribute(lua_State *L) {
             lua_setfield(L, -2, keys[k]);
         }
     }
-    free(pz); free(sum); free(layers);
-    free_items(it, n);
     if (rc != 0) return raise_err(L, &err);
     return 3;
 }
@@ -697,12 +703,11 @@ static int m_attribute(lua_State *L) {
 static int m_slot(lua_State *L) {
     kn_model *m = check_model(L, 1);
     int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3), C = m->cfg.hidden;
-    float *col = malloc(sizeof(float) * C);
+    float *col = pool_alloc(L, pool_new(L), sizeof(float) * C);
     kn_err err;
-    if (kn_slot_get(m, l, i, col, &err) != 0) { free(col); return raise_err(L, &err); }
+    if (kn_slot_get(m, l, i, col, &err) != 0) return raise_err(L, &err);
     lua_createtable(L, C, 0);
     for (int r = 0; r < C; r++) { lua_pushnumber(L, col[r]); lua_rawseti(L, -2, r + 1); }
-    free(col);
     return 1;
 }
 
@@ -744,17 +749,17 @@ static int m_edit(lua_State *L) {
     const char *label = luaL_optstring(L, 3, "");
     int n = (int)lua_rawlen(L, 2), C = m->cfg.hidden;
     if (n < 1) return luaL_error(L, "bad argument #1 to 'edit' (an edit needs at least one value slot, got 0 neurons)");
-    int *layers = malloc(sizeof(int) * n), *slots = malloc(sizeof(int) * n);
-    float *cols = malloc(sizeof(float) * (size_t)n * C);
+    pool *P = pool_new(L);
+    int *layers = pool_alloc(L, P, sizeof(int) * n), *slots = pool_alloc(L, P, sizeof(int) * n);
+    float *cols = pool_alloc(L, P, sizeof(float) * (size_t)n * C);
     for (int j = 0; j < n; j++) {
         lua_rawgeti(L, 2, j + 1);
         int top = lua_gettop(L);
-        if (!lua_istable(L, top)) { free(layers); free(slots); free(cols); return luaL_error(L, "edit entry %d must be a table {layer=, neuron=, vector=}", j + 1); }
+        if (!lua_istable(L, top)) { return luaL_error(L, "edit entry %d must be a table {layer=, neuron=, vector=}", j + 1); }
         layers[j] = field_int(L, top, "layer", -1, 1);
         slots[j] = field_int(L, top, "neuron", -1, 1);
         lua_getfield(L, top, "vector");
         if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != C) {
-            free(layers); free(slots); free(cols);
             return luaL_error(L, "edit entry %d: vector must be an array of %d numbers (the hidden size)", j + 1, C);
         }
         for (int r = 0; r < C; r++) {
@@ -766,7 +771,6 @@ static int m_edit(lua_State *L) {
     }
     kn_err err;
     kn_edit *e = kn_edit_slots(m, n, layers, slots, cols, label, &err);
-    free(layers); free(slots); free(cols);
     if (!e) return raise_err(L, &err);
     ledit *le = lua_newuserdatauv(L, sizeof *le, 1);
     le->e = e;
@@ -975,17 +979,18 @@ static int t_step(lua_State *L) {
     if (B < 1 || T < 1 || B > t->acts->B || T > t->acts->T)
         return luaL_error(L, "batch %d x %d exceeds the trainer's %d x %d", B, T, t->acts->B, t->acts->T);
     int n_ids, n_attn = 0, n_rows, n_labels;
+    pool *P = pool_new(L);
     lua_getfield(L, 2, "ids");
-    int *ids = read_ints(L, -1, "ids", &n_ids);
+    int *ids = read_ints(L, P, -1, "ids", &n_ids);
     lua_pop(L, 1);
     int *attn = NULL;
-    if (lua_getfield(L, 2, "attn") != LUA_TNIL) attn = read_ints(L, -1, "attn", &n_attn);
+    if (lua_getfield(L, 2, "attn") != LUA_TNIL) attn = read_ints(L, P, -1, "attn", &n_attn);
     lua_pop(L, 1);
     lua_getfield(L, 2, "rows");
-    int *rows = read_ints(L, -1, "rows", &n_rows);
+    int *rows = read_ints(L, P, -1, "rows", &n_rows);
     lua_pop(L, 1);
     lua_getfield(L, 2, "labels");
-    int *labels = read_ints(L, -1, "labels", &n_labels);
+    int *labels = read_ints(L, P, -1, "labels", &n_labels);
     lua_pop(L, 1);
     float lr = (float)field_num(L, 2, "lr", 1e-3), clip = (float)field_num(L, 2, "clip", 1.0), sm = (float)field_num(L, 2, "smoothing", 0);
     const char *bad = NULL;
@@ -996,7 +1001,6 @@ static int t_step(lua_State *L) {
     kn_err err;
     kn_step_stats st;
     int rc = bad ? -1 : kn_train_step(t, ids, NULL, attn, B, T, rows, labels, n_rows, lr, clip, sm, &st, &err);
-    free(ids); free(attn); free(rows); free(labels);
     if (bad) return luaL_error(L, "trainer:step: %s", bad);
     if (rc != 0) return raise_err(L, &err);
     lua_pushnumber(L, st.loss);
@@ -1065,6 +1069,7 @@ static const luaL_Reg trainer_methods[] = {
     { "step", t_step }, { "save_state", t_save_state }, { "load_state", t_load_state }, { "steps", t_steps },
     { "free", t_free }, { NULL, NULL } };
 static const luaL_Reg trainer_meta[] = { { "__gc", t_free }, { "__close", t_free }, { NULL, NULL } };
+static const luaL_Reg pool_meta[] = { { "__gc", pool_close }, { "__close", pool_close }, { NULL, NULL } };
 static const luaL_Reg funcs[] = {
     { "load", l_load }, { "create", l_create }, { "scores", l_scores }, { "trainer", l_trainer },
     { "now", l_now }, { "threads", l_threads }, { NULL, NULL } };
@@ -1085,6 +1090,9 @@ int luaopen_knwb_core(lua_State *L) {
     make_class(L, SCORES_MT, scores_methods, scores_meta);
     make_class(L, EDIT_MT, edit_methods, edit_meta);
     make_class(L, TRAINER_MT, trainer_methods, trainer_meta);
+    luaL_newmetatable(L, POOL_MT);
+    luaL_setfuncs(L, pool_meta, 0);
+    lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;
 }

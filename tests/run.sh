@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh: runs every test program and adds up their closing "N passed, N failed" lines.
 # C tests run twice: the normal build and the AddressSanitizer + UBSan build (build/asan/).
-# Lua tests (tests/lua/test_*.lua) run under ./knwb. Each program's full output is kept in
+# Lua tests (tests/lua/test_*.lua) run under ./knwb, then again under build/asan/knwb (leaks
+# and undefined behaviour in the bindings fail them). Each program's full output is kept in
 # build/test-logs/ and shown when it fails.
 cd "$(dirname "$0")/.." || exit 1
 logs=build/test-logs
@@ -33,6 +34,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 for t in build/tests/test_*; do [ -x "$t" ] && run_one "c/$(basename "$t")" "$t"; done
 for t in build/asan/tests/test_*; do [ -x "$t" ] && run_one "asan/$(basename "$t")" "$t"; done
 for t in tests/lua/test_*.lua; do [ -f "$t" ] && run_one "lua/$(basename "$t" .lua)" ./knwb "$t"; done
+for t in tests/lua/test_*.lua; do [ -f "$t" ] && run_one "lua-asan/$(basename "$t" .lua)" build/asan/knwb "$t"; done
 
 echo
 [ -n "$broken" ] && echo "broken:$broken"
