@@ -39,7 +39,9 @@ static void print_usage(FILE *f) {
         "Environment: OPENBLAS_NUM_THREADS sets the GEMM thread count.\n");
 }
 
-/* Message handler: adds a traceback to string errors, as lua.c does. */
+/* Message handler: adds a traceback to string errors, as lua.c does, and writes the files of
+ * knwb's own lua/ folder relative to the repository ("lua/knwb/init.lua:95"), not as the
+ * absolute paths package.path found them under. */
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -47,6 +49,14 @@ static int msghandler(lua_State *L) {
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
     luaL_traceback(L, L, msg, 1);
+    int tb = lua_gettop(L);
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "knwb_root") == LUA_TSTRING) {
+        const char *root = lua_pushfstring(L, "%s/", lua_tostring(L, -1));
+        luaL_gsub(L, lua_tostring(L, tb), root, "");
+        return 1;
+    }
+    lua_settop(L, tb);
     return 1;
 }
 

@@ -92,9 +92,28 @@ local function with_active(self, opts)
   return opts
 end
 
-function Model:score(items, opts) return raw_score(self, items, with_active(self, opts)) end
-function Model:capture(items, opts) return raw_capture(self, items, with_active(self, opts)) end
-function Model:gradient(item, layer, opts) return raw_gradient(self, item, layer, with_active(self, opts)) end
+-- An error raised by the core inside these wrappers would name the wrapper's line; it is raised
+-- again at the caller's, which is where the bad argument came from.
+local function at_caller(msg)
+  if type(msg) == "string" then msg = msg:gsub("^[^\n]-:%d+: ", "", 1) end
+  error(msg, 3)
+end
+
+function Model:score(items, opts)
+  local ok, res = pcall(raw_score, self, items, with_active(self, opts))
+  if not ok then at_caller(res) end
+  return res
+end
+function Model:capture(items, opts)
+  local ok, res = pcall(raw_capture, self, items, with_active(self, opts))
+  if not ok then at_caller(res) end
+  return res
+end
+function Model:gradient(item, layer, opts)
+  local ok, grad, value = pcall(raw_gradient, self, item, layer, with_active(self, opts))
+  if not ok then at_caller(grad) end
+  return grad, value
+end
 
 --- model:target_id(word) -> id; errors when the word is not exactly one token.
 function Model:target_id(word)

@@ -26,6 +26,20 @@ check.ok(code == 0 and out:find("a\tb", 1, true), "arguments reach the chunk as 
 out, code = run("./knwb -e 'local knwb = require \"knwb\"; knwb.load(\"tests/fixtures/nowhere\")'")
 check.ok(code == 1 and out:find("not a model folder", 1, true) and out:find("stack traceback", 1, true),
   "an error gives its message, a traceback and exit 1")
+-- A bad argument to model:score is reported at the script's line, and knwb's own files appear
+-- relative to the repository, not under the absolute path they were loaded from.
+local script = os.tmpname()
+local f = assert(io.open(script, "w"))
+f:write('local knwb = require "knwb"\nlocal m = knwb.load("tests/fixtures/ref/odd")\n',
+  'local it = m:item("w1 w2 w20 w3 [MASK]", "w40")\nm:score({ it }, { interventions = { { layer = 99 } } })\n')
+f:close()
+out, code = run("./knwb " .. script)
+os.remove(script)
+check.ok(code == 1 and out:find("knwb: " .. script .. ":4: intervention 1: layer 99 out of range [0, 3)", 1, true),
+  "a core error in model:score names the caller's line (%s)", (out:gsub("\n.*", "")))
+local root = io.popen("pwd"):read("l")
+check.ok(out:find("lua/knwb/init.lua:", 1, true) and not out:find(root .. "/lua/", 1, true),
+  "the traceback names knwb's files relative to the repository")
 out, code = run("./knwb experiments/erase.lua --help")
 check.ok(code == 0 and out:find("erase.neurons", 1, true), "an experiment's --help documents its config keys")
 out, code = run("./knwb experiments/erase.lua --set erase.neuronz=3")
