@@ -94,8 +94,11 @@ end
 
 -- An error raised by the core inside these wrappers would name the wrapper's line; it is raised
 -- again at the caller's, which is where the bad argument came from.
+local HERE = debug.getinfo(1, "S").short_src
 local function at_caller(msg)
-  if type(msg) == "string" then msg = msg:gsub("^[^\n]-:%d+: ", "", 1) end
+  if type(msg) == "string" and msg:sub(1, #HERE + 1) == HERE .. ":" then
+    msg = msg:sub(#HERE + 2):gsub("^%d+: ", "", 1)
+  end
   error(msg, 3)
 end
 
@@ -142,7 +145,9 @@ end
 
 --- model:topk(prompt, k) -> { {token=, p=}, ... }
 function Model:topk(prompt, k)
-  local r = self:score({ self:item(prompt) }, { topk = k or 5 })[1]
+  local ok, item = pcall(self.item, self, prompt)
+  if not ok then at_caller(item) end
+  local r = self:score({ item }, { topk = k or 5 })[1]
   local out = {}
   for i, id in ipairs(r.top) do out[i] = { token = self:token(id), id = id, p = r.top_p[i] } end
   return out
@@ -150,7 +155,9 @@ end
 
 --- model:prob(prompt, target) -> P(target at [MASK]), log P, rank
 function Model:prob(prompt, target)
-  local r = self:score({ self:item(prompt, target) })[1]
+  local ok, item = pcall(self.item, self, prompt, target)
+  if not ok then at_caller(item) end
+  local r = self:score({ item })[1]
   return r.p, r.logp, r.rank
 end
 

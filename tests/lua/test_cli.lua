@@ -34,9 +34,15 @@ f:write('local knwb = require "knwb"\nlocal m = knwb.load("tests/fixtures/ref/od
   'local it = m:item("w1 w2 w20 w3 [MASK]", "w40")\nm:score({ it }, { interventions = { { layer = 99 } } })\n')
 f:close()
 out, code = run("./knwb " .. script)
-os.remove(script)
 check.ok(code == 1 and out:find("knwb: " .. script .. ":4: intervention 1: layer 99 out of range [0, 3)", 1, true),
   "a core error in model:score names the caller's line (%s)", (out:gsub("\n.*", "")))
+f = assert(io.open(script, "w"))
+f:write('local knwb = require "knwb"\nlocal m = knwb.load("tests/fixtures/ref/odd")\n\nm:prob("w1 w2 w3", "w40")\n')
+f:close()
+local out2 = run("./knwb " .. script)
+os.remove(script)
+check.ok(out2:find("knwb: " .. script .. ":4: prompt has no [MASK] token", 1, true) ~= nil,
+  "a bad prompt to model:prob names the caller's line (%s)", (out2:gsub("\n.*", "")))
 local root = io.popen("pwd"):read("l")
 check.ok(out:find("lua/knwb/init.lua:", 1, true) and not out:find(root .. "/lua/", 1, true),
   "the traceback names knwb's files relative to the repository")
