@@ -21,6 +21,7 @@ local neurons = require "knwb.neurons"
 local facts = require "knwb.facts"
 local refine = require "knwb.refine"
 local edit = require "knwb.edit"
+local random = require "knwb.random"
 local json = require "knwb.json"
 local progress = require "knwb.progress"
 
@@ -160,7 +161,6 @@ end
 local edits_w <close> = run:jsonl("edits.jsonl", "w")
 local prompts_w <close> = run:jsonl("prompts.jsonl", "w")
 local journal = edit.journal(edits_w)
-local rng = edit.rng(cfg.seed, "erase/random-neurons")
 
 local before = evaluate_all()
 -- The probe of "model unchanged": the shortest 64 prompts, which edit.score puts in its first batch
@@ -192,7 +192,8 @@ for pi, plan in ipairs(plans) do
     io.stderr:write(string.format("erase: wrote the model with %s erased to %s\n", r.id, opts.save))
   end
   journal:undo(h)
-  local rn = edit.random_like(rng, model, kn, plan.union)
+  local rn = random.matched(kn, model:config().intermediate_size, random.rng(cfg.seed, "erase/random-neurons", r.id),
+    { exclude = kn, avoid = plan.union })
   h = edit.erase(model, rn, { value = E.value, journal = journal, what = r.id .. " random",
     params = { relation = r.id, neurons = "random", count = #rn } })
   local after_rand = evaluate_all()

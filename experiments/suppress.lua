@@ -36,6 +36,7 @@ local cli = require "knwb.cli"
 local config = require "knwb.config"
 local S = require "knwb.schemas"
 local M = require "knwb.metrics"
+local random = require "knwb.random"
 local neurons = require "knwb.neurons"
 local json = require "knwb.json"
 
@@ -156,7 +157,7 @@ end
 local other_relations = #set.relations > 1
 local function off_target_fact(e)
   if not other_relations then return nil end
-  local rng = M.rng(cseed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
+  local rng = random.rng(cseed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
   local others = {}
   for _, r in ipairs(set.relations) do
     if r.id ~= e.rel.id then others[#others + 1] = r end
@@ -168,7 +169,7 @@ end
 -- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
 -- from the fact's own stream (so the sweep below draws the same ones).
 local function random_of(e)
-  return M.random_matched(e.rec.kn, F, M.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
+  return random.matched(e.rec.kn, F, random.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
     { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil })
 end
 
@@ -395,7 +396,8 @@ local md = {
   "",
   "Change of P(gold) per relation = mean(p - p0) / mean(p0) over its prompts (a fact without neurons counts as 0),",
   "then the unweighted mean over relations (Dai et al. 2022, section 4.3). dlogp = the same mean of ln p - ln p0,",
-  "which a saturated softmax does not hide. Per-relation values: relations.md, suppress.svg, amplify.svg.",
+  "which a saturated softmax does not hide. Per-relation values: relations.md, suppress.svg, amplify.svg"
+    .. (by_prompts and "; seen against unseen prompts: prompts.svg." or "."),
   "",
   "| neurons | suppress | amplify | suppress dlogp | amplify dlogp | neurons per fact | facts with neurons |",
   "|---|---:|---:|---:|---:|---:|---:|",
@@ -449,6 +451,32 @@ for _, op in ipairs { "suppress", "amplify" } do
     title = op == "suppress" and "Suppressing neurons (set to 0): change of P(gold)"
       or ("Amplifying neurons (x%s): change of P(gold)"):format(("%g"):format(cfg.factor)),
     categories = cats, series = series, percent = true, xlabel = "relation", width = width,
+    ylabel = "mean(p - p0) / mean(p0)" })
+end
+
+-- Seen against unseen prompts, both operations in one chart: the contrast the paper's protocol
+-- (prompts the model never trained on) turns on.
+if by_prompts then
+  local cats, series = {}, {}
+  for _, op in ipairs { "suppress", "amplify" } do
+    for _, kind in ipairs { "seen", "unseen" } do
+      cats[#cats + 1] = ("%s, %s (%d)"):format(op == "suppress" and "x0" or ("x%g"):format(cfg.factor), kind, by_prompts[kind].prompts)
+    end
+  end
+  for _, name in ipairs(SETS) do
+    local vals, any = {}, false
+    for _, op in ipairs { "suppress", "amplify" } do
+      for _, kind in ipairs { "seen", "unseen" } do
+        local x = by_prompts[kind][name]
+        vals[#vals + 1] = x and x[op].ratio or nil
+        any = any or x ~= nil
+      end
+    end
+    if any then series[#series + 1] = { name = SET_NAMES[name], values = vals } end
+  end
+  run:write("prompts.svg", knwb.svg.bars {
+    title = "Training-template (seen) and held-out-template (unseen) prompts: change of P(gold)",
+    categories = cats, series = series, percent = true, xlabel = "operation, prompts (count)", width = 900,
     ylabel = "mean(p - p0) / mean(p0)" })
 end
 

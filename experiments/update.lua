@@ -23,6 +23,7 @@ local S = require "knwb.schemas"
 local neurons = require "knwb.neurons"
 local facts = require "knwb.facts"
 local edit = require "knwb.edit"
+local random = require "knwb.random"
 local json = require "knwb.json"
 local progress = require "knwb.progress"
 
@@ -106,8 +107,8 @@ local function readout(it_old, it_new)
     rank_new = rs[2].rank, new_in_top5 = in5 }
 end
 
-local rng = edit.rng(cfg.seed, "update")
-local rng_ctrl = edit.rng(cfg.seed, "update/random-neurons")
+local rng = random.rng(cfg.seed, "update")
+local rng_ctrl = random.rng(cfg.seed, "update/random-neurons")
 local edits_w <close> = run:jsonl("edits.jsonl", "w")
 local results_w <close> = run:jsonl("results.jsonl", "w")
 local journal = edit.journal(edits_w)
@@ -149,12 +150,12 @@ for ri, R in ipairs(rels) do
     local f = r.facts[b]
     local others = {}
     for k, g in ipairs(r.facts) do if g.object ~= f.object then others[#others + 1] = k end end
-    local new_obj = r.facts[rng:pick(others)].object
+    local new_obj = r.facts[rng:choice(others)].object
     local kn = kn_of(R, b)
     if #kn == 0 then
       skipped.no_neurons_after_hub_filter = skipped.no_neurons_after_hub_filter + 1
     else
-      local it_old = rng:pick(items_of(R, b))
+      local it_old = rng:choice(items_of(R, b))
       local it_new = model:item(it_old.prompt, new_obj)
       local before = readout(it_old, it_new)
       if before.top1 ~= it_old.target then
@@ -182,7 +183,7 @@ for ri, R in ipairs(rels) do
           { lambda1 = U.lambda1, lambda2 = U.lambda2, journal = journal, params = params })
         local kid = h:info().id
         local kres = measure(h, it_old, it_new, intra, inter, before)
-        local rn = edit.random_neurons(rng_ctrl, model, #kn)
+        local rn = random.neurons(#kn, model:config().num_hidden_layers, model:config().intermediate_size, rng_ctrl)
         params.neurons = "random"
         h = edit.update(model, rn, it_old.target, it_new.target,
           { lambda1 = U.lambda1, lambda2 = U.lambda2, journal = journal, params = params })

@@ -1,6 +1,6 @@
 -- test_edit_rules.lua: knwb.edit on the fixture model tests/fixtures/ref/odd (hidden 36, FFN 50,
 -- 3 layers): the norm-scaled update rule against a hand computation, the hub filter on a
--- hand-worked example, erase vectors, the journal, exact undo, the seeded controls, evaluation,
+-- hand-worked example, erase vectors, the journal, exact undo, evaluation,
 -- and the error messages of bad edits.
 package.path = "tests/lua/?.lua;" .. package.path
 local check = require "check"
@@ -178,43 +178,6 @@ do
   check.ok(math.type(lines[1].neurons[1].old_norm) == "float", "norms are numbers in the file")
   os.execute("rm -rf -- " .. knwb.run.shell_quote(dir))
   check.ok(probe_scores() == pristine, "model back to pristine after the journalled edits")
-end
-
----------------------------------------------------------------------------------------------------
-print("# seeded random streams and controls")
-do
-  local a, b, c = edit.rng(42, "kn"), edit.rng(42, "kn"), edit.rng(42, "random")
-  local sa, sb, sc = {}, {}, {}
-  for k = 1, 20 do sa[k], sb[k], sc[k] = a:int(1000), b:int(1000), c:int(1000) end
-  check.eq(sa, sb, "same seed and stream: same numbers")
-  check.ok(not check.equal(sa, sc), "another stream: other numbers")
-  local inrange = true
-  for _ = 1, 2000 do local x = a:int(7); inrange = inrange and x >= 1 and x <= 7 end
-  check.ok(inrange, "int(7) stays in [1, 7]")
-  local s = a:sample({ 1, 2, 3, 4, 5, 6 }, 4)
-  local seen, distinct = {}, true
-  for _, x in ipairs(s) do distinct = distinct and not seen[x]; seen[x] = true end
-  check.ok(#s == 4 and distinct, "sample draws distinct elements")
-  check.eq(#a:sample({ 1, 2 }, 5), 2, "sample of more than the list gives the whole list")
-  local kn = { { 2, 1 }, { 2, 2 }, { 0, 7 } }
-  local like = edit.random_like(edit.rng(1), model, kn, { { 2, 3 } })
-  local per, clash = {}, false
-  for _, ne in ipairs(like) do
-    per[ne[1]] = (per[ne[1]] or 0) + 1
-    for _, k in ipairs(kn) do clash = clash or (k[1] == ne[1] and k[2] == ne[2]) end
-    clash = clash or (ne[1] == 2 and ne[2] == 3)
-  end
-  check.eq(per, { [2] = 2, [0] = 1 }, "random_like matches the count per layer")
-  check.ok(not clash, "random_like avoids the erased set and the excluded neurons")
-  check.eq(edit.random_like(edit.rng(1), model, kn, { { 2, 3 } }), like, "random_like is reproducible")
-  local r = edit.random_neurons(edit.rng(5), model, 30)
-  local keys, ok = {}, true
-  for _, ne in ipairs(r) do
-    ok = ok and ne[1] >= 0 and ne[1] < 3 and ne[2] >= 0 and ne[2] < 50 and not keys[ne[1] * 100 + ne[2]]
-    keys[ne[1] * 100 + ne[2]] = true
-  end
-  check.ok(#r == 30 and ok, "random_neurons: 30 distinct (layer, neuron) pairs in range")
-  check.err(function() edit.random_neurons(edit.rng(5), model, 151) end, "151 neurons asked, 150 available", "more random neurons than the model has")
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 -- test_metrics.lua: knwb.metrics on hand-worked numbers: ratio of means, mean over relations,
--- unchanged cases (empty neuron sets) count as 0, perplexity, the seeded generator, and random
--- neurons matched per layer.
+-- unchanged cases (empty neuron sets) count as 0, perplexity. (The random controls: test_random.)
 package.path = "tests/lua/?.lua;" .. package.path
 local check = require "check"
 local M = require "knwb.metrics"
@@ -62,72 +61,5 @@ check.eq((M.mean_over({}, "r")), nil, "mean_over of nothing is nil")
 check.near(M.perplexity({ log(0.5), log(0.125) }), 4, 1e-12, "perplexity = exp(mean -ln p)")
 check.near(M.perplexity({ log(0.01) }), 100, 1e-9, "perplexity of one token with p = 0.01")
 check.eq(M.perplexity({}), nil, "perplexity of nothing is nil")
-
--- The generator: fixed by seed and keys, different across seeds and keys, in range.
-local function draws(rng, k, n)
-  local t = {}
-  for i = 1, k do t[i] = rng:int(n) end
-  return t
-end
-check.eq(draws(M.rng(42, "a", 1), 20, 1000), draws(M.rng(42, "a", 1), 20, 1000), "rng: same seed and keys, same draws")
-check.ok(not check.equal(draws(M.rng(42, "a", 1), 20, 1000), draws(M.rng(43, "a", 1), 20, 1000)), "rng: another seed, other draws")
-check.ok(not check.equal(draws(M.rng(42, "a", 1), 20, 1000), draws(M.rng(42, "a", 2), 20, 1000)), "rng: another key, other draws")
-check.ok(not check.equal(draws(M.rng(42, "a1"), 20, 1000), draws(M.rng(42, "a", 1), 20, 1000)), "rng: keys are not concatenated")
-local r, lo_ok, seen = M.rng(7), true, {}
-for _ = 1, 2000 do
-  local v = r:int(0, 4)
-  if v < 0 or v > 4 then lo_ok = false end
-  seen[v] = (seen[v] or 0) + 1
-end
-check.ok(lo_ok and seen[0] and seen[4], "rng:int(0, 4) stays in range and reaches both ends")
-check.ok(seen[0] > 300 and seen[0] < 500, "rng:int is roughly uniform (%d of 2000 draws are 0)", seen[0])
-local f = r:float()
-check.ok(f >= 0 and f < 1, "rng:float in [0, 1)")
-check.err(function() M.rng(1.5) end, "seed must be an integer", "rng refuses a float seed")
-check.err(function() M.rng(1, {}) end, "keys must be strings or integers", "rng refuses a table key")
-
--- Random neurons matched per layer.
-local kn = { { 11, 5 }, { 11, 9 }, { 10, 3 }, { 2, 0 } }
-local rm = M.random_matched(kn, 3072, M.rng(42, "random", "P36", 1))
-check.eq(#rm, 4, "random_matched: one per neuron")
-local same_layers, distinct, in_range = true, true, true
-local set = {}
-for k, n in ipairs(rm) do
-  if n[1] ~= kn[k][1] then same_layers = false end
-  if n[2] < 0 or n[2] >= 3072 then in_range = false end
-  local key = n[1] .. ":" .. n[2]
-  if set[key] then distinct = false end
-  set[key] = true
-end
-check.ok(same_layers, "random_matched: the k-th neuron is in the k-th input's layer")
-check.ok(in_range, "random_matched: indices in [0, width)")
-check.ok(distinct, "random_matched: distinct neurons")
-check.eq(M.random_matched(kn, 3072, M.rng(42, "random", "P36", 1)), rm, "random_matched: reproducible by seed")
-check.ok(not check.equal(M.random_matched(kn, 3072, M.rng(43, "random", "P36", 1)), rm), "random_matched: another seed, other neurons")
-check.eq(M.random_matched({}, 3072, M.rng(1)), {}, "random_matched of an empty set is empty")
-
--- A full layer: 4 neurons in a layer of width 4 must be a permutation; with exclusion, the rest.
-local full = M.random_matched({ { 0, 0 }, { 0, 1 }, { 0, 2 }, { 0, 3 } }, 4, M.rng(5))
-local idx = {}
-for _, n in ipairs(full) do idx[#idx + 1] = n[2] end
-table.sort(idx)
-check.eq(idx, { 0, 1, 2, 3 }, "random_matched fills a layer with distinct indices")
-local ex = M.random_matched({ { 1, 0 }, { 1, 1 } }, 4, M.rng(5), { exclude = { { 1, 0 }, { 1, 1 } } })
-idx = { ex[1][2], ex[2][2] }
-table.sort(idx)
-check.eq(idx, { 2, 3 }, "random_matched avoids the excluded neurons")
-check.err(function() M.random_matched({ { 1, 0 }, { 1, 1 }, { 1, 2 } }, 4, M.rng(5), { exclude = { { 1, 0 }, { 1, 1 } } }) end,
-  "layer 1 needs 3 distinct random neurons but has only 2 free of 4", "random_matched: too many for a layer")
-
--- Uniform random neurons over all layers.
-local rn = M.random_neurons(30, 2, 16, M.rng(9))
-local ok, keys = true, {}
-for _, n in ipairs(rn) do
-  if n[1] < 0 or n[1] > 1 or n[2] < 0 or n[2] > 15 or keys[n[1] * 100 + n[2]] then ok = false end
-  keys[n[1] * 100 + n[2]] = true
-end
-check.ok(#rn == 30 and ok, "random_neurons: 30 distinct neurons in range")
-check.eq(M.random_neurons(30, 2, 16, M.rng(9)), rn, "random_neurons: reproducible")
-check.err(function() M.random_neurons(33, 2, 16, M.rng(9)) end, "33 neurons asked of 2 x 16", "random_neurons: too many")
 
 check.done()

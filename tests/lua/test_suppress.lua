@@ -228,6 +228,13 @@ check.ok(bp_ok, "by_prompts: all %d (kind, set) results equal the recomputation 
 check.eq((bp.seen and bp.seen.prompts or 0) + (bp.unseen and bp.unseen.prompts or 0), 43, "by_prompts: seen + unseen prompts = all 43")
 check.eq(bp.unseen and bp.unseen.prompts, #sub.unseen.kn.suppress, "by_prompts: unseen = the prompts of held-out templates")
 check.ok(out:find("unseen prompts (held-out templates)", 1, true) ~= nil, "stdout gives the unseen-prompt result")
+do
+  local chart = slurp(dir .. "prompts.svg") or ""
+  local want = ("x2, unseen (%d)"):format(bp.unseen and bp.unseen.prompts or -1)
+  check.ok(chart:find("<svg", 1, true) and chart:find(want, 1, true) and chart:find("x0, seen", 1, true)
+    and chart:find("knowledge neurons", 1, true) and chart:find("off-target", 1, true),
+    "prompts.svg charts seen against unseen prompts for both operations and every set (%s)", want)
+end
 
 -- The dose-response sweep (default factors 0, 0.5, 1.5, 2, 3, 4): x0 is suppression and x2 the
 -- amplification of the main pass, for every set, though computed in a separate pass.
