@@ -90,6 +90,59 @@ static void set_package_path(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* Searcher for the modules of knwb's own lua/ folder, ahead of Lua's file searcher: it loads
+ * <root>/lua/NAME.lua (or NAME/init.lua) under the chunk name "@lua/NAME.lua", so error
+ * positions, also those a script catches with pcall, and tracebacks name knwb's files relative to
+ * the repository rather than where it happens to be checked out. Upvalue 1: the root. */
+static int knwb_searcher(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    const char *root = lua_tostring(L, lua_upvalueindex(1));
+    const char *rel = luaL_gsub(L, name, ".", "/");
+    static const char *const forms[] = { "%s.lua", "%s/init.lua" };
+    for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+        const char *relfile = lua_pushfstring(L, forms[k], rel);
+        const char *chunk = lua_pushfstring(L, "@lua/%s", relfile);
+        const char *file = lua_pushfstring(L, "%s/lua/%s", root, relfile);
+        FILE *f = fopen(file, "rb");
+        if (!f) { lua_pop(L, 3); continue; }
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        size_t n;
+        do {
+            char *dst = luaL_prepbuffer(&b);
+            n = fread(dst, 1, LUAL_BUFFERSIZE, f);
+            luaL_addsize(&b, n);
+        } while (n == LUAL_BUFFERSIZE);
+        int read_error = ferror(f);
+        fclose(f);
+        luaL_pushresult(&b);
+        if (read_error) return luaL_error(L, "error loading module '%s': cannot read %s", name, chunk + 1);
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        if (luaL_loadbufferx(L, text, len, chunk, "t") != LUA_OK)
+            return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, chunk + 1, lua_tostring(L, -1));
+        lua_pushstring(L, chunk + 1);
+        return 2;
+    }
+    return 0;
+}
+
+/* Puts knwb_searcher second in package.searchers, after the preload searcher. */
+static void add_searcher(lua_State *L) {
+    lua_getglobal(L, "package");
+    if (lua_getfield(L, -1, "knwb_root") != LUA_TSTRING) { lua_pop(L, 2); return; }
+    lua_pushcclosure(L, knwb_searcher, 1);
+    lua_getfield(L, -2, "searchers");
+    lua_Integer n = (lua_Integer)luaL_len(L, -1);
+    for (lua_Integer i = n; i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 3);
+}
+
 static void preload(lua_State *L, const char *name, lua_CFunction f) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, f);
@@ -116,6 +169,7 @@ static int pmain(lua_State *L) {
     luaL_checkversion(L);
     luaL_openlibs(L);
     set_package_path(L);
+    add_searcher(L);
     preload(L, "knwb.core", luaopen_knwb_core);
     preload(L, "knwb.yaml", luaopen_knwb_yaml);
     preload(L, "knwb.json", luaopen_knwb_json);

@@ -27,6 +27,39 @@ function edit.norm(v)
 end
 local norm = edit.norm
 
+-- Every neuron is checked before anything is read or written, so a bad one is reported at the
+-- caller's line with its place in the list and the allowed range, and the model is unchanged.
+local function check_neurons(model, neurons, what)
+  if type(neurons) ~= "table" then
+    error(("%s: neurons must be a list of {layer, neuron}, got a %s"):format(what, type(neurons)), 3)
+  end
+  local c = model:config()
+  local L, F = c.num_hidden_layers, c.intermediate_size
+  for k, ne in ipairs(neurons) do
+    local l, i
+    if type(ne) == "table" then l, i = lc(ne) end
+    if math.type(l) ~= "integer" or math.type(i) ~= "integer" then
+      error(("%s: neuron %d must be {layer, neuron} with integers"):format(what, k), 3)
+    end
+    if l < 0 or l >= L then
+      error(("%s: neuron %d {%d, %d}: layer %d out of range [0, %d)"):format(what, k, l, i, l, L), 3)
+    end
+    if i < 0 or i >= F then
+      error(("%s: neuron %d {%d, %d}: neuron %d out of range [0, %d)"):format(what, k, l, i, i, F), 3)
+    end
+  end
+end
+
+-- An error from a helper called inside a public function is raised again at that function's
+-- caller, without this file's position: the bad argument came from there.
+local HERE = debug.getinfo(1, "S").short_src
+local function at_caller(msg)
+  if type(msg) == "string" and msg:sub(1, #HERE + 1) == HERE .. ":" then
+    msg = msg:sub(#HERE + 2):gsub("^%d+: ", "", 1)
+  end
+  error(msg, 3)
+end
+
 local function token_id(model, t, what)
   local ok, id = pcall(model.target_id, model, t)
   if not ok then error(string.format("%s: %s", what, tostring(id):gsub("^[^:]*:%d+: ", "")), 3) end
@@ -44,6 +77,7 @@ end
 --- lambda2=}, ... }, the list model:edit takes. t and t_new are token ids or single-token words.
 function edit.update_vectors(model, neurons, t, t_new, l1, l2)
   l1, l2 = l1 or 1, l2 or 8
+  check_neurons(model, neurons, "update")
   local tid = token_id(model, t, "update: the old object")
   local nid = token_id(model, t_new, "update: the new object")
   local et, en = model:embedding(tid), model:embedding(nid)
@@ -107,6 +141,7 @@ end
 --- edit.erase_vectors(model, neurons, value) -> model:edit list; value "zero" (default) or "unk".
 function edit.erase_vectors(model, neurons, value)
   value = value or "zero"
+  check_neurons(model, neurons, "erase")
   local C = model:config().hidden_size
   local fill
   if value == "zero" then
@@ -181,7 +216,8 @@ function edit.update(model, neurons, t, t_new, opts)
   opts = opts or {}
   if #neurons == 0 then error("update: no neurons to edit (the set is empty); the model is unchanged", 2) end
   local l1, l2 = opts.lambda1 or 1, opts.lambda2 or 8
-  local vecs = edit.update_vectors(model, neurons, t, t_new, l1, l2)
+  local ok, vecs = pcall(edit.update_vectors, model, neurons, t, t_new, l1, l2)
+  if not ok then at_caller(vecs) end
   local tid, nid = model:target_id(t), model:target_id(t_new)
   local h = model:edit(vecs, label_of(string.format("update %s -> %s (lambda1 %g, lambda2 %g)",
     model:token(tid), model:token(nid), l1, l2)))
@@ -199,7 +235,9 @@ function edit.erase(model, neurons, opts)
   opts = opts or {}
   if #neurons == 0 then error("erase: no neurons to erase (the set is empty); the model is unchanged", 2) end
   local value = opts.value or "zero"
-  local h = model:edit(edit.erase_vectors(model, neurons, value),
+  local ok, vecs = pcall(edit.erase_vectors, model, neurons, value)
+  if not ok then at_caller(vecs) end
+  local h = model:edit(vecs,
     label_of(string.format("erase %d slots (%s)%s", #neurons, value, opts.what and " " .. opts.what or "")))
   if opts.journal then
     local p = { value = value }

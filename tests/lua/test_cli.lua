@@ -46,6 +46,13 @@ check.ok(out2:find("knwb: " .. script .. ":4: prompt has no [MASK] token", 1, tr
 local root = io.popen("pwd"):read("l")
 check.ok(out:find("lua/knwb/init.lua:", 1, true) and not out:find(root .. "/lua/", 1, true),
   "the traceback names knwb's files relative to the repository")
+-- Also an error a script catches with pcall, and from another working directory: knwb's modules
+-- are loaded under repository-relative chunk names, so no message carries the checkout's path.
+out, code = run("cd tests && ../knwb -e 'local svg = require \"knwb.svg\"; "
+  .. "print(debug.getinfo(svg.bars, \"S\").source); print(select(2, pcall(svg.bars, {})))'")
+check.ok(code == 0 and out:find("@lua/knwb/svg.lua\n", 1, true) and not out:find(root, 1, true),
+  "modules load from any directory under relative chunk names; a caught error has no absolute path (%s)",
+  (out:gsub("\n", " ")))
 out, code = run("./knwb experiments/erase.lua --help")
 check.ok(code == 0 and out:find("erase.neurons", 1, true), "an experiment's --help documents its config keys")
 out, code = run("./knwb experiments/erase.lua --set erase.neuronz=3")

@@ -212,6 +212,26 @@ do
   check.err(function() edit.update_vectors(model, { { 3, 1 } }, "w83", "w4") end, "layer 3 out of range", "a layer out of range")
   check.err(function() edit.erase(model, { { 0, 50 } }) end, "neuron 50 out of range", "a neuron out of range")
   check.err(function() edit.erase(model, { { 0, 1 }, { 0, 1 } }) end, "twice", "a slot named twice")
+  -- A bad argument is reported at the line that passed it (this file's), with its place in the
+  -- list and the allowed range; never at a line of knwb's own files.
+  local function where(f)
+    local ok, msg = pcall(f)
+    return not ok and tostring(msg) or "no error"
+  end
+  local here = "^tests/lua/test_edit_rules%.lua:%d+: "
+  local cases = {
+    { function() edit.update(model, { { 0, 1 }, { 3, 1 } }, "w83", "w4") end, "update: neuron 2 {3, 1}: layer 3 out of range [0, 3)" },
+    { function() edit.erase(model, { { 0, -1 } }) end, "erase: neuron 1 {0, -1}: neuron -1 out of range [0, 50)" },
+    { function() edit.update(model, { { 0, 1 } }, "w83", "Lyon") end, "update: the new object: " },
+    { function() edit.erase(model, { { 0, 1 } }, { value = "ones" }) end, 'erase: value must be "zero" or "unk"' },
+    { function() edit.update_vectors(model, { { 0, 1.5 } }, "w83", "w4") end, "update: neuron 1 must be {layer, neuron} with integers" },
+    { function() model:update_fact({ { 5, 1 } }, "w83", "w4") end, "update: neuron 1 {5, 1}: layer 5 out of range [0, 3)" },
+    { function() model:erase("all") end, "erase: neurons must be a list of {layer, neuron}, got a string" },
+  }
+  for k, c in ipairs(cases) do
+    local msg = where(c[1])
+    check.ok(msg:find(here) and msg:find(c[2], 1, true), "bad edit %d is reported at the caller's line: %s", k, msg)
+  end
   check.ok(probe_scores() == pristine and #model:edits() == 0, "refused edits leave the model unchanged")
   local m2 = knwb.load(MODEL)
   local h = edit.erase(m2, { { 0, 1 } })
