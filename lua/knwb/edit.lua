@@ -50,15 +50,8 @@ local function check_neurons(model, neurons, what)
   end
 end
 
--- An error from a helper called inside a public function is raised again at that function's
--- caller, without this file's position: the bad argument came from there.
-local HERE = debug.getinfo(1, "S").short_src
-local function at_caller(msg)
-  if type(msg) == "string" and msg:sub(1, #HERE + 1) == HERE .. ":" then
-    msg = msg:sub(#HERE + 2):gsub("^%d+: ", "", 1)
-  end
-  error(msg, 3)
-end
+-- An error from a helper inside a public function is raised again at that function's caller.
+local at_caller = require "knwb.caller"
 
 local function token_id(model, t, what)
   local ok, id = pcall(model.target_id, model, t)

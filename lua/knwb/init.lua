@@ -39,12 +39,18 @@ local Model = debug.getregistry()["knwb.Model"].__index
 -- interventions in force for a model inside model:with(...)
 local active = setmetatable({}, { __mode = "k" })
 
---- Turns a neuron list { {layer, neuron}, ... } into interventions that set each neuron to
---- `value` (op "set") or multiply it by `value` (op "scale") at the mask position.
-function knwb.neuron_interventions(neurons, op, value)
+-- level: the error level of the user's code as seen from neuron_interventions.
+local function neuron_interventions(neurons, op, value, level)
+  if type(neurons) ~= "table" then
+    error(("neurons must be a list of {layer, neuron}, got a %s"):format(type(neurons)), level)
+  end
   local by_layer, order = {}, {}
-  for _, n in ipairs(neurons) do
-    local l, i = n[1] or n.layer, n[2] or n.neuron
+  for k, n in ipairs(neurons) do
+    local l, i
+    if type(n) == "table" then l, i = n[1] or n.layer, n[2] or n.neuron end
+    if math.type(l) ~= "integer" or math.type(i) ~= "integer" then
+      error(("neuron %d must be {layer, neuron} with integers"):format(k), level)
+    end
     if not by_layer[l] then by_layer[l] = {}; order[#order + 1] = l end
     table.insert(by_layer[l], i)
   end
@@ -56,18 +62,24 @@ function knwb.neuron_interventions(neurons, op, value)
   return out
 end
 
+--- Turns a neuron list { {layer, neuron}, ... } into interventions that set each neuron to
+--- `value` (op "set") or multiply it by `value` (op "scale") at the mask position.
+function knwb.neuron_interventions(neurons, op, value)
+  local out = neuron_interventions(neurons, op, value, 3)
+  return out
+end
+
 local function spec_interventions(spec)
   local out = {}
   for _, iv in ipairs(spec.interventions or {}) do out[#out + 1] = iv end
   if spec.suppress then
-    for _, iv in ipairs(knwb.neuron_interventions(spec.suppress, "set", 0)) do out[#out + 1] = iv end
+    for _, iv in ipairs(neuron_interventions(spec.suppress, "set", 0, 4)) do out[#out + 1] = iv end
   end
   if spec.amplify then
-    for _, iv in ipairs(knwb.neuron_interventions(spec.amplify, "scale", spec.factor or 2)) do out[#out + 1] = iv end
+    for _, iv in ipairs(neuron_interventions(spec.amplify, "scale", spec.factor or 2, 4)) do out[#out + 1] = iv end
   end
   return out
 end
-knwb.spec_interventions = spec_interventions
 
 --- model:with({suppress = neurons, amplify = neurons, factor = 2, interventions = {...}}, fn, ...)
 --- runs fn with those interventions applied to every score/capture/prob/topk call on the model.
@@ -94,13 +106,7 @@ end
 
 -- An error raised by the core inside these wrappers would name the wrapper's line; it is raised
 -- again at the caller's, which is where the bad argument came from.
-local HERE = debug.getinfo(1, "S").short_src
-local function at_caller(msg)
-  if type(msg) == "string" and msg:sub(1, #HERE + 1) == HERE .. ":" then
-    msg = msg:sub(#HERE + 2):gsub("^%d+: ", "", 1)
-  end
-  error(msg, 3)
-end
+local at_caller = require "knwb.caller"
 
 function Model:score(items, opts)
   local ok, res = pcall(raw_score, self, items, with_active(self, opts))

@@ -14,6 +14,7 @@
 -- are knwb.random's.
 -- It is not a statistics package: no confidence intervals, no tests of significance.
 local M = {}
+local at_caller = require "knwb.caller"
 
 ---------------------------------------------------------------------------------------------------
 -- Means and ratios.
@@ -135,8 +136,7 @@ end
 --- items are batched together. With no neurons both conditions equal p0 exactly, without a
 --- forward pass. Value-slot edits in force apply to all three conditions; do not call it inside
 --- model:with (its interventions would reach p0 but be replaced in the other two).
-function M.effects(model, items, neurons, o)
-  o = o or {}
+local function effects(model, items, neurons, o)
   local knwb = require "knwb"
   local batch = o.batch and o.batch > 0 and o.batch or nil
   local p0, logp0 = o.base and o.base.p, o.base and o.base.logp
@@ -156,6 +156,12 @@ function M.effects(model, items, neurons, o)
   end
   out.p_suppress, out.logp_suppress = run(knwb.neuron_interventions(neurons, "set", 0))
   out.p_amplify, out.logp_amplify = run(knwb.neuron_interventions(neurons, "scale", o.factor or 2))
+  return out
+end
+
+function M.effects(model, items, neurons, o)
+  local ok, out = pcall(effects, model, items, neurons, o or {})
+  if not ok then at_caller(out) end
   return out
 end
 

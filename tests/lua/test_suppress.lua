@@ -50,6 +50,21 @@ check.eq(r1.logp_amplify, r1.logp0, "effects: amplify with factor 1 changes noth
 local r0 = M.effects(model, items, kn, { factor = 0 })
 check.eq(r0.p_amplify, r.p_suppress, "effects: amplify with factor 0 is suppress")
 
+-- Bad neurons are reported at this file's line, however deep they fail; a neuron without its
+-- index is refused, not skipped.
+do
+  local function msg(f) local ok, e = pcall(f); return ok and "no error" or tostring(e) end
+  local here = "^tests/lua/test_suppress%.lua:%d+: "
+  local m1 = msg(function() M.effects(model, items, { { 9, 1 } }) end)
+  check.ok(m1:find(here) and m1:find("layer 9 out of range [0, 3)", 1, true), "effects: a layer out of range (%s)", m1)
+  local m2 = msg(function() M.effects(model, items, { { 1, 2 }, { 1 } }) end)
+  check.ok(m2:find(here) and m2:find("neuron 2 must be {layer, neuron} with integers", 1, true), "effects: a neuron without index (%s)", m2)
+  local m3 = msg(function() model:with({ amplify = { { 1.5, 2 } } }, function() end) end)
+  check.ok(m3:find(here) and m3:find("neuron 1 must be {layer, neuron}", 1, true), "model:with: a bad neuron (%s)", m3)
+  local m4 = msg(function() knwb.neuron_interventions("all", "set", 0) end)
+  check.ok(m4:find(here) and m4:find("neurons must be a list", 1, true), "neuron_interventions: not a list (%s)", m4)
+end
+
 local re = M.effects(model, items, {}, { factor = 2 })
 check.ok(re.p_suppress == re.p0 and re.p_amplify == re.p0, "effects: an empty set gives p = p0 without scoring")
 local rb = M.effects(model, items, kn, { factor = 2, base = { p = r.p0, logp = r.logp0 } })
