@@ -36,6 +36,7 @@ local schema = S.record {
     mask_prob = { type = "number", min = 0, lt = 1, default = 0.15, doc = "random masking of the other tokens (BERT's 80/10/10)" },
     hidden_dropout = { type = "number", min = 0, lt = 1, default = 0.0, doc = "dropout on the attention and FFN sub-layer outputs (BERT uses 0.1)" },
     neuron_dropout = { type = "number", min = 0, lt = 1, default = 0.0, doc = "dropout on the FFN activations (the neurons attribution scores)" },
+    pack = { type = "integer", min = 1, default = 1, doc = "fact sentences per training row ([CLS] a [SEP] b [SEP] ...); 1 = each alone" },
     log_every = { type = "integer", min = 1, default = 50, doc = "progress line every N steps" },
     checkpoint_every = { type = "integer", min = 0, default = 500, doc = "checkpoint every N steps (0: never)" },
     eval_every = { type = "integer", min = 0, default = 0, doc = "evaluate held-out accuracy every N steps (0: only at the end)" },
@@ -70,7 +71,7 @@ local model, history = pretrain.run {
   model_config = mc, vocab = cfg.data.vocab, set = set, out = run.dir, seed = cfg.seed,
   steps = cfg.train.steps, batch = cfg.train.batch, lr = cfg.train.lr, warmup = cfg.train.warmup,
   weight_decay = cfg.train.weight_decay, clip = cfg.train.clip, label_smoothing = cfg.train.label_smoothing,
-  mask_prob = cfg.train.mask_prob, hidden_dropout = cfg.train.hidden_dropout, neuron_dropout = cfg.train.neuron_dropout,
+  mask_prob = cfg.train.mask_prob, hidden_dropout = cfg.train.hidden_dropout, neuron_dropout = cfg.train.neuron_dropout, pack = cfg.train.pack,
   log_every = cfg.train.log_every, checkpoint_every = cfg.train.checkpoint_every,
   eval_every = cfg.train.eval_every,
   on_eval = function(m, step)

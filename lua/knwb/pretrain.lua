@@ -57,6 +57,20 @@ function M.accuracy(model, items)
   return by, k > 0 and mean / k or 0
 end
 
+--- M.pack_row(sentences) -> {ids =, objects = {[position from 0] = target id}}: encoded sentences
+--- ({ids =, mask =, target =}, each [CLS] ... [SEP]) joined into one row as [CLS] a [SEP] b [SEP]
+--- ..., every later sentence without its [CLS], with every object position kept for masking.
+function M.pack_row(sentences)
+  local ids, objects = {}, {}
+  for j, s in ipairs(sentences) do
+    for t = j == 1 and 1 or 2, #s.ids do
+      if t - 1 == s.mask then objects[#ids] = s.target end
+      ids[#ids + 1] = s.ids[t]
+    end
+  end
+  return { ids = ids, objects = objects }
+end
+
 local function fmt_time(s)
   if s ~= s or s == math.huge then return "?" end
   s = math.floor(s + 0.5)
@@ -68,7 +82,9 @@ end
 --- M.run(opts) trains and returns the model and a history. opts:
 ---   model_config (table for knwb.create), vocab (path), set (fact set), out (dir or nil),
 ---   steps, batch, lr, warmup, weight_decay, clip, label_smoothing, mask_prob, seed,
----   hidden_dropout, neuron_dropout (0: off; see kn_trainer_set_dropout),
+---   hidden_dropout, neuron_dropout (0: off; see kn_trainer_set_dropout), pack (sentences per
+---   row, 1 by default: with 2 or more each fact sentence is seen beside random others, as BERT
+---   sees text in multi-sentence segments, and never alone as it is probed),
 ---   log_every, checkpoint_every, eval_every, quiet, stop_after (end early, as if interrupted)
 function M.run(o)
   local ckpt = o.out and (o.out .. "/checkpoint")
@@ -85,8 +101,17 @@ function M.run(o)
   end
   local train = M.corpus(model, o.set, "train")
   if #train == 0 then error("pretrain: the fact set renders no training sentences", 0) end
+  local P = o.pack or 1
+  if math.type(P) ~= "integer" or P < 1 then error("pretrain: pack must be an integer >= 1", 0) end
   local maxT = 0
   for _, s in ipairs(train) do if #s.ids > maxT then maxT = #s.ids end end
+  -- P sentences share a row as [CLS] a [SEP] b [SEP] ...: each later one drops its [CLS]
+  maxT = P * maxT - (P - 1)
+  local max_pos = model:config().max_position_embeddings
+  if maxT > max_pos then
+    error(string.format("pretrain: pack %d makes rows of up to %d tokens, more than the model's %d positions "
+      .. "(model.max_position_embeddings)", P, maxT, max_pos), 0)
+  end
   local B = o.batch
   local trainer = knwb.core.trainer(model, { batch = B, seq = maxT, rows = B * maxT, weight_decay = o.weight_decay,
     hidden_dropout = o.hidden_dropout or 0, neuron_dropout = o.neuron_dropout or 0, seed = o.seed or 0 })
@@ -108,10 +133,20 @@ function M.run(o)
     pos = pos + 1
     return order[pos - 1]
   end
+  -- A row of the batch: ids and, per masked object position (from 0), its target.
+  local function next_row()
+    if P == 1 then
+      local s = train[next_index()]
+      return { ids = s.ids, objects = { [s.mask] = s.target } }
+    end
+    local group = {}
+    for j = 1, P do group[j] = train[next_index()] end
+    return M.pack_row(group)
+  end
   -- replay the random draws of the steps already done so that a resumed run continues the same stream
   local function make_batch()
     local rows, T = {}, 0
-    for b = 1, B do rows[b] = train[next_index()]; if #rows[b].ids > T then T = #rows[b].ids end end
+    for b = 1, B do rows[b] = next_row(); if #rows[b].ids > T then T = #rows[b].ids end end
     local ids, attn, hrows, labels = {}, {}, {}, {}
     for b, s in ipairs(rows) do
       for t = 1, T do
@@ -120,9 +155,9 @@ function M.run(o)
         if id == nil then ids[k], attn[k] = 0, 0
         else
           attn[k] = 1
-          if t - 1 == s.mask then
+          if s.objects[t - 1] then
             ids[k] = mask_id
-            hrows[#hrows + 1] = k - 1; labels[#labels + 1] = s.target
+            hrows[#hrows + 1] = k - 1; labels[#labels + 1] = s.objects[t - 1]
           elseif o.mask_prob > 0 and not special[id] and math.random() < o.mask_prob then
             hrows[#hrows + 1] = k - 1; labels[#labels + 1] = id
             local u = math.random()

@@ -81,6 +81,30 @@ check.ok(deq, "with dropout, a run interrupted at step 45 and resumed ends bit-i
 check.ok(differs, "hidden dropout 0.1 and neuron dropout 0.2 change the trained model")
 check.err(function() run_drop { neuron_dropout = 1 } end, "neuron dropout 1 out of range [0, 1)", "a neuron dropout of 1 is refused")
 
+-- packing: two sentences share a row as [CLS] a [SEP] b [SEP], both objects kept for masking
+do
+  local sa, sb = items[1], items[2]
+  local row = pretrain.pack_row({ sa, sb })
+  local want = {}
+  for t = 1, #sa.ids do want[#want + 1] = sa.ids[t] end
+  for t = 2, #sb.ids do want[#want + 1] = sb.ids[t] end
+  check.eq(row.ids, want, ("pack_row: [CLS] a [SEP] b [SEP], the second [CLS] dropped (%d tokens)"):format(#want))
+  check.eq(row.objects, { [sa.mask] = sa.target, [#sa.ids + sb.mask - 1] = sb.target },
+    "pack_row: both object positions, the second shifted by the first sentence less its [CLS]")
+  check.eq(pretrain.pack_row({ sa }).ids, sa.ids, "pack_row of one sentence is the sentence")
+  local p1 = pretrain.run(with { steps = 60, pack = 1 })
+  local same1 = true
+  for i, r in ipairs(p1:score(items)) do if r.logp ~= r1[i].logp then same1 = false end end
+  check.ok(same1, "pack = 1 trains exactly as without the option")
+  local p2 = pretrain.run(with { steps = 60, pack = 2 })
+  local differs2 = false
+  for i, r in ipairs(p2:score(items)) do if r.logp ~= r1[i].logp then differs2 = true end end
+  check.ok(differs2, "pack = 2 trains another model")
+  check.err(function() pretrain.run(with { pack = 4 }) end, "more than the model's 32 positions (model.max_position_embeddings)",
+    "a pack whose rows outgrow the positions is refused, naming the setting")
+  check.err(function() pretrain.run(with { pack = 0 }) end, "pack must be an integer >= 1", "pack 0 is refused")
+end
+
 -- a vocabulary that cannot hold an object as one token is refused
 local f = assert(io.open(tmp .. "/vocab.txt", "w"))
 for _, t in ipairs { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "The", "capital", "of", "is", "." } do f:write(t, "\n") end
