@@ -22,8 +22,11 @@
 --   summary.json      {kn = {suppress_pct, amplify_pct, suppress_dlogp, amplify_dlogp},
 --                     baseline = ..., random = ..., off_target = ...} and run totals; with split
 --                     "all", by_prompts = {seen = {prompts, mean_p0, kn = ..., ...}, unseen = ...}:
---                     the same for training-template and held-out-template prompts apart
---   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set)
+--                     the same for training-template and held-out-template prompts apart;
+--                     ci = {kn = {suppress = {lo, hi}, amplify = ...}, ...} (and in each
+--                     by_prompts kind): percentile bootstrap intervals over facts (bootstrap.*)
+--   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set),
+--   prompts.svg       seen against unseen prompts, both operations, every set (split "all")
 --   sweep.jsonl       per fact and sweep curve, per factor: sums over its prompts of p - p0, p0,
 --                     ln p - ln p0 and the prompt count (what the sweep's means are made of)
 --   sweep.tsv/.md, sweep.svg  the dose-response curve (sweep.factors): the change with the knowledge,
@@ -57,6 +60,11 @@ local schema = S.record {
       doc = "scales to apply to the knowledge, baseline and random neurons (empty: no sweep; 0 is suppression)" },
     by_layer = { type = "boolean", default = true,
       doc = "also scale the knowledge neurons of each layer alone (the others left as they are)" },
+  } },
+  bootstrap = { type = "record", doc = "percentile bootstrap intervals for every change of P(gold), resampling "
+    .. "facts within each relation (summary.json ci, summary.md, stdout)", fields = {
+    resamples = { type = "integer", min = 0, default = 1000, doc = "resamples (0: no intervals)" },
+    level = { type = "number", min = 0.5, lt = 1, default = 0.95, doc = "coverage of the interval" },
   } },
   controls = { type = "record", doc = "the control neuron sets", fields = {
     random_seed = { type = "integer", min = 0, optional = true,
@@ -279,17 +287,30 @@ for _, e in ipairs(facts_list) do
     if name == "off_target" and line.other and line.other.use == "other_prompts" then its = other_items(line.other) end
     for j = 1, #line.p0 do
       local held = its[j] and its[j].held_out
-      table.insert(rows[name].suppress, { relation = id, p0 = line.p0[j], p = line.p_suppress[j],
+      table.insert(rows[name].suppress, { relation = id, fact = e.key, p0 = line.p0[j], p = line.p_suppress[j],
         logp0 = line.logp0[j], logp = line.logp_suppress[j], held_out = held })
-      table.insert(rows[name].amplify, { relation = id, p0 = line.p0[j], p = line.p_amplify[j],
+      table.insert(rows[name].amplify, { relation = id, fact = e.key, p0 = line.p0[j], p = line.p_amplify[j],
         logp0 = line.logp0[j], logp = line.logp_amplify[j], held_out = held })
     end
   end
 end
 
+-- A change summary of prompt rows, with its bootstrap interval (facts resampled within relations,
+-- each draw from its own stream named by what it measures).
+local function summarize(op_rows, ...)
+  local r = M.change_summary(op_rows)
+  if cfg.bootstrap.resamples > 0 then
+    local lo, hi = M.bootstrap_ratio(op_rows, random.rng(cseed, "bootstrap", ...),
+      { resamples = cfg.bootstrap.resamples, level = cfg.bootstrap.level })
+    if lo then r.ci = { lo, hi } end
+  end
+  return r
+end
+
 local res = {}
 for _, name in ipairs(SETS) do
-  res[name] = { suppress = M.change_summary(rows[name].suppress), amplify = M.change_summary(rows[name].amplify) }
+  res[name] = { suppress = summarize(rows[name].suppress, name, "suppress"),
+    amplify = summarize(rows[name].amplify, name, "amplify") }
 end
 
 -- Seen and unseen prompts apart: a model trained on some templates (held_out: false) sits at the
@@ -313,7 +334,8 @@ if cfg.facts.split == "all" then
           for _, r in ipairs(rows[name][op]) do if r.held_out == held then sub[op][#sub[op] + 1] = r end end
         end
         if #sub.suppress > 0 then
-          by_prompts[kind][name] = { suppress = M.change_summary(sub.suppress), amplify = M.change_summary(sub.amplify) }
+          by_prompts[kind][name] = { suppress = summarize(sub.suppress, kind, name, "suppress"),
+            amplify = summarize(sub.amplify, kind, name, "amplify") }
         end
       end
     end
@@ -323,11 +345,19 @@ end
 local function num(x) return x == nil and json.null or x end
 local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end
 local function f4(x) return x == nil and "n/a" or ("%+.4f"):format(x) end
+-- The interval in percent for summary.json (ci.<set>.<op> = [lo, hi], beside the issue's four keys
+-- per set), and beside a value in text.
+local function ci_pct(r) return r.ci and { M.percent(r.ci[1]), M.percent(r.ci[2]) } or nil end
+local function pct_ci(r)
+  if not r.ci then return pct(M.percent(r.ratio)) end
+  return ("%s [%+.1f, %+.1f]"):format(pct(M.percent(r.ratio)), M.percent(r.ci[1]), M.percent(r.ci[2]))
+end
 
 local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = other_relations and cfg.controls.off_target or "none",
   relations = #set.relations, facts = #facts_list, prompts = total, neurons = source, seconds = seconds,
   prompts_per_second = pending > 0 and seconds > 0 and pending / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
-  mean_p0 = res.kn.suppress.mean_p0 }
+  mean_p0 = res.kn.suppress.mean_p0,
+  bootstrap = cfg.bootstrap.resamples > 0 and { resamples = cfg.bootstrap.resamples, level = cfg.bootstrap.level } or nil }
 if by_prompts then
   summary.by_prompts = {}
   for kind, b in pairs(by_prompts) do
@@ -337,6 +367,10 @@ if by_prompts then
       if x then
         o[name] = { suppress_pct = num(M.percent(x.suppress.ratio)), amplify_pct = num(M.percent(x.amplify.ratio)),
           suppress_dlogp = num(x.suppress.dlog), amplify_dlogp = num(x.amplify.dlog) }
+        if x.suppress.ci then
+          o.ci = o.ci or {}
+          o.ci[name] = { suppress = ci_pct(x.suppress), amplify = ci_pct(x.amplify) }
+        end
       end
     end
     summary.by_prompts[kind] = o
@@ -346,6 +380,10 @@ for _, name in ipairs(SETS) do
   local s, a = res[name].suppress, res[name].amplify
   summary[name] = { suppress_pct = num(M.percent(s.ratio)), amplify_pct = num(M.percent(a.ratio)),
     suppress_dlogp = num(s.dlog), amplify_dlogp = num(a.dlog) }
+  if s.ci then
+    summary.ci = summary.ci or {}
+    summary.ci[name] = { suppress = ci_pct(s), amplify = ci_pct(a) }
+  end
   local with, count = 0, 0
   for _, line in pairs(lines) do
     if line.set == name then
@@ -398,14 +436,16 @@ local md = {
   "then the unweighted mean over relations (Dai et al. 2022, section 4.3). dlogp = the same mean of ln p - ln p0,",
   "which a saturated softmax does not hide. Per-relation values: relations.md, suppress.svg, amplify.svg"
     .. (by_prompts and "; seen against unseen prompts: prompts.svg." or "."),
+  cfg.bootstrap.resamples > 0 and ("In brackets: the %g%% percentile bootstrap interval (%d resamples of the facts "
+    .. "within each relation)."):format(100 * cfg.bootstrap.level, cfg.bootstrap.resamples) or "",
   "",
   "| neurons | suppress | amplify | suppress dlogp | amplify dlogp | neurons per fact | facts with neurons |",
   "|---|---:|---:|---:|---:|---:|---:|",
 }
 for _, name in ipairs(SETS) do
   local s, a = res[name].suppress, res[name].amplify
-  md[#md + 1] = ("| %s | %s | %s | %s | %s | %.2f | %d |"):format(SET_NAMES[name], pct(M.percent(s.ratio)),
-    pct(M.percent(a.ratio)), f4(s.dlog), f4(a.dlog), summary.neurons_per_fact[name], summary.facts_with_neurons[name])
+  md[#md + 1] = ("| %s | %s | %s | %s | %s | %.2f | %d |"):format(SET_NAMES[name], pct_ci(s),
+    pct_ci(a), f4(s.dlog), f4(a.dlog), summary.neurons_per_fact[name], summary.facts_with_neurons[name])
 end
 if by_prompts then
   md[#md + 1] = ""
@@ -420,7 +460,7 @@ if by_prompts then
       local x = b[name]
       if x then
         md[#md + 1] = ("| %s (%d) | %s | %s | %s | %s | %s | %.3f |"):format(kind, b.prompts, SET_NAMES[name],
-          pct(M.percent(x.suppress.ratio)), pct(M.percent(x.amplify.ratio)), f4(x.suppress.dlog), f4(x.amplify.dlog),
+          pct_ci(x.suppress), pct_ci(x.amplify), f4(x.suppress.dlog), f4(x.amplify.dlog),
           x.suppress.mean_p0)
       end
     end
@@ -656,7 +696,7 @@ io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) i
 local function headline(op)
   local r = res
   return ("%s (baseline %s, random %s, off-target %s); mean change of ln P(gold) %s"):format(
-    pct(M.percent(r.kn[op].ratio)), pct(M.percent(r.baseline[op].ratio)), pct(M.percent(r.random[op].ratio)),
+    pct_ci(r.kn[op]), pct(M.percent(r.baseline[op].ratio)), pct(M.percent(r.random[op].ratio)),
     pct(M.percent(r.off_target[op].ratio)), f4(r.kn[op].dlog))
 end
 print("suppressing knowledge neurons changes P(gold) by " .. headline("suppress"))
@@ -665,8 +705,8 @@ if by_prompts then
   for _, kind in ipairs({ "seen", "unseen" }) do
     local b = by_prompts[kind]
     print(("  on the %d %s prompts (%s templates): suppress %s (baseline %s), amplify %s (baseline %s)"):format(
-      b.prompts, kind, kind == "seen" and "training" or "held-out", pct(M.percent(b.kn.suppress.ratio)),
-      pct(M.percent(b.baseline.suppress.ratio)), pct(M.percent(b.kn.amplify.ratio)), pct(M.percent(b.baseline.amplify.ratio))))
+      b.prompts, kind, kind == "seen" and "training" or "held-out", pct_ci(b.kn.suppress),
+      pct(M.percent(b.baseline.suppress.ratio)), pct_ci(b.kn.amplify), pct(M.percent(b.baseline.amplify.ratio))))
   end
 end
 if sweep_summary then

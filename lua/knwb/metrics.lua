@@ -12,7 +12,7 @@
 -- ratios); the headline is the unweighted mean of the per-relation values. Perplexity is
 -- exp(mean of -ln p) over the prompts it is given (natural log). Random draws for the controls
 -- are knwb.random's.
--- It is not a statistics package: no confidence intervals, no tests of significance.
+-- It is not a statistics package: one bootstrap interval (over facts), no tests of significance.
 local M = {}
 local at_caller = require "knwb.caller"
 
@@ -109,6 +109,58 @@ function M.change_summary(rows, o)
   local dlog = M.mean_over(groups, "mean_dlog")
   return { ratio = ratio, dlog = dlog, mean_p0 = (M.mean_over(groups, "mean_p0")), relations = #groups,
     prompts = #rows, groups = groups }
+end
+
+--- M.bootstrap_ratio(rows, rng [, o]) -> lo, hi: a percentile bootstrap interval for
+--- change_summary(rows).ratio. Each resample draws, within every group (relation), as many units
+--- (facts) as it has, with replacement, keeping all the prompts of a drawn unit together; the
+--- statistic is recomputed exactly as change_summary does (per group sum of changes over sum of
+--- bases, then the unweighted mean over the groups where it is defined). o: resamples (1000),
+--- level (0.95), unit (row field naming the unit, "fact"), group/before/after as in
+--- change_summary. nil, nil when there are no rows or no resample has a defined value.
+function M.bootstrap_ratio(rows, rng, o)
+  o = o or {}
+  local uk, gk, bk, ak = o.unit or "fact", o.group or "relation", o.before or "p0", o.after or "p"
+  local B, level = o.resamples or 1000, o.level or 0.95
+  if math.type(B) ~= "integer" or B < 1 then error("bootstrap_ratio: resamples must be an integer >= 1", 2) end
+  if not (level > 0 and level < 1) then error("bootstrap_ratio: level must be in (0, 1)", 2) end
+  -- per group, per unit: the sums of changes and of bases over the unit's prompts
+  local by, order = M.group_by(rows, gk)
+  local groups = {}
+  for _, g in ipairs(order) do
+    local units, index = {}, {}
+    for i, r in ipairs(by[g]) do
+      local u = r[uk]
+      if u == nil then error(("bootstrap_ratio: row %d of %s has no %s"):format(i, tostring(g), uk), 2) end
+      local k = index[u]
+      if not k then
+        k = #units + 1
+        index[u], units[k] = k, { d = 0.0, b = 0.0 }
+      end
+      units[k].d = units[k].d + (r[ak] - r[bk])
+      units[k].b = units[k].b + r[bk]
+    end
+    groups[#groups + 1] = units
+  end
+  local stats = {}
+  for _ = 1, B do
+    local s, n = 0.0, 0
+    for _, units in ipairs(groups) do
+      local d, b, m = 0.0, 0.0, #units
+      for _ = 1, m do
+        local u = units[rng:int(m)]
+        d, b = d + u.d, b + u.b
+      end
+      if b ~= 0 then s, n = s + d / b, n + 1 end
+    end
+    if n > 0 then stats[#stats + 1] = s / n end
+  end
+  if #stats == 0 then return nil, nil end
+  table.sort(stats)
+  local tail = (1 - level) / 2
+  local lo = stats[math.max(1, math.ceil(tail * #stats))]
+  local hi = stats[math.min(#stats, math.floor((1 - tail) * #stats) + 1)]
+  return lo, hi
 end
 
 --- M.perplexity(logps) -> exp(-mean(logps)): the perplexity of the gold tokens given their

@@ -62,4 +62,48 @@ check.near(M.perplexity({ log(0.5), log(0.125) }), 4, 1e-12, "perplexity = exp(m
 check.near(M.perplexity({ log(0.01) }), 100, 1e-9, "perplexity of one token with p = 0.01")
 check.eq(M.perplexity({}), nil, "perplexity of nothing is nil")
 
+-- The bootstrap interval over facts. One relation, facts a (two prompts: change -0.25 on base 1.0)
+-- and b (change 0 on base 0.4): resamples aa, ab, ba, bb give -0.25, -0.25/1.4, -0.25/1.4, 0, so
+-- with 4000 resamples the 2.5% and 97.5% points are exactly aa's and bb's values.
+local random = require "knwb.random"
+local boot_rows = {
+  { relation = "R1", fact = "a", p0 = 0.5, p = 0.25 }, { relation = "R1", fact = "a", p0 = 0.5, p = 0.5 },
+  { relation = "R1", fact = "b", p0 = 0.4, p = 0.4 },
+}
+local lo, hi = M.bootstrap_ratio(boot_rows, random.rng(1), { resamples = 4000 })
+check.near(lo, -0.25, 1e-15, "bootstrap: the low end is the all-a resample (-0.25)")
+check.near(hi, 0, 1e-15, "bootstrap: the high end is the all-b resample (0)")
+-- A second relation with one fact has no spread and shifts the mean over relations: (x + 0.5) / 2.
+local two = { table.unpack(boot_rows) }
+two[#two + 1] = { relation = "R2", fact = "c", p0 = 0.2, p = 0.3 }
+lo, hi = M.bootstrap_ratio(two, random.rng(1), { resamples = 4000 })
+check.near(lo, 0.125, 1e-15, "bootstrap: means over relations, per resample (low end)")
+check.near(hi, 0.25, 1e-15, "bootstrap: means over relations, per resample (high end)")
+-- Identical facts: no spread at all.
+local same = {}
+for k = 1, 6 do same[k] = { relation = "R", fact = k, p0 = 0.5, p = 0.4 } end
+lo, hi = M.bootstrap_ratio(same, random.rng(2))
+check.ok(math.abs(lo + 0.2) < 1e-12 and math.abs(hi + 0.2) < 1e-12, "bootstrap: identical facts give a zero-width interval at -0.2")
+-- Many facts: the interval holds the point estimate, narrows with more facts, is fixed by the seed.
+local function many(n, seed)
+  local g, out = random.rng(seed), {}
+  for k = 1, n do
+    local p0 = 0.2 + 0.6 * g:float()
+    out[#out + 1] = { relation = k % 3 == 0 and "A" or "B", fact = k, p0 = p0, p = p0 * (0.5 + g:float()) }
+  end
+  return out
+end
+local m200, m2000 = many(200, 5), many(2000, 5)
+local point = M.change_summary(m200).ratio
+local l1, h1 = M.bootstrap_ratio(m200, random.rng(3))
+local l2, h2 = M.bootstrap_ratio(m2000, random.rng(3))
+check.ok(l1 < point and point < h1, "bootstrap: the interval [%.4f, %.4f] holds the estimate %.4f", l1, h1, point)
+check.ok(h2 - l2 < 0.5 * (h1 - l1), "bootstrap: 10 times the facts, a narrower interval (%.4f vs %.4f)", h2 - l2, h1 - l1)
+check.eq({ M.bootstrap_ratio(m200, random.rng(3)) }, { l1, h1 }, "bootstrap: the same seed, the same interval")
+check.eq({ M.bootstrap_ratio({}, random.rng(3)) }, {}, "bootstrap of no rows: nil, nil")
+check.err(function() M.bootstrap_ratio({ { relation = "R", p0 = 1, p = 1 } }, random.rng(1)) end, "row 1 of R has no fact",
+  "bootstrap: a row without its fact is refused")
+check.err(function() M.bootstrap_ratio(same, random.rng(1), { resamples = 0 }) end, "resamples must be an integer >= 1",
+  "bootstrap: zero resamples refused")
+
 check.done()

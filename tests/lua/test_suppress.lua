@@ -176,6 +176,35 @@ local again = M.change_summary(rows)
 check.near(100 * again.ratio, summary.kn.suppress_pct, 1e-9, "summary kn.suppress_pct = mean over relations of ratio of means, from results.jsonl")
 check.near(again.dlog, summary.kn.suppress_dlogp, 1e-12, "summary kn.suppress_dlogp from results.jsonl")
 
+-- The bootstrap interval, recomputed from results.jsonl: facts resampled within relations, from the
+-- stream (seed 42, "bootstrap", "kn", "suppress").
+do
+  local random = require "knwb.random"
+  local keyed = {}
+  for _, l in ipairs(results) do
+    if l.set == "kn" then
+      for j = 1, #l.p0 do keyed[#keyed + 1] = { relation = l.relation, fact = l.fact, p0 = l.p0[j], p = l.p_suppress[j] } end
+    end
+  end
+  -- the run keys facts by relation, index, subject and object; within a relation the index alone is
+  -- as unique, and results.jsonl lists facts in the run's order
+  local lo, hi = M.bootstrap_ratio(keyed, random.rng(42, "bootstrap", "kn", "suppress"))
+  local ci = summary.ci and summary.ci.kn.suppress or {}
+  check.ok(ci[1] and math.abs(ci[1] - 100 * lo) < 1e-9 and math.abs(ci[2] - 100 * hi) < 1e-9,
+    "summary ci.kn.suppress = the bootstrap over results.jsonl's facts ([%s, %s])", tostring(ci[1]), tostring(ci[2]))
+  local all_ci = true
+  for _, name in ipairs { "kn", "baseline", "random", "off_target" } do
+    for _, op in ipairs { "suppress", "amplify" } do
+      local c = summary.ci and summary.ci[name][op]
+      all_ci = all_ci and type(c) == "table" and c[1] <= c[2]
+    end
+  end
+  check.ok(all_ci, "every set and operation has an interval lo <= hi")
+  check.eq(summary.bootstrap, { resamples = 1000, level = 0.95 }, "summary.json names the bootstrap settings")
+  check.ok(slurp(dir .. "summary.md"):find("In brackets: the 95% percentile bootstrap interval", 1, true) ~= nil,
+    "summary.md explains the brackets")
+end
+
 -- Per-line properties.
 local same_base, empty_ok, random_ok, other_ok = true, true, true, true
 for _, l in ipairs(results) do
@@ -333,9 +362,12 @@ local at1 = ok and #ss.sweep.curves == 3
 for _, c in ipairs(ss.sweep.curves) do at1 = at1 and c.pct[1] == 0 and c.dlogp[1] == 0 end
 check.ok(at1, "sweep: factor 1 gives exactly 0 for every set; by_layer=false leaves out the layer curves")
 check.near(ss.sweep.curves[1].pct[2], summary.kn.suppress_pct, 1e-9, "sweep: the factors are measured in the order given")
-ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[]' --out " .. q(tmp .. "/sw0"))
-check.ok(ok and json.decode(slurp(tmp .. "/sw0/summary.json")).sweep == nil and slurp(tmp .. "/sw0/sweep.svg") == nil,
-  "sweep.factors = [] turns the sweep off")
+ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[]' --set bootstrap.resamples=0 --out "
+  .. q(tmp .. "/sw0"))
+local s0 = ok and json.decode(slurp(tmp .. "/sw0/summary.json")) or {}
+check.ok(ok and s0.sweep == nil and slurp(tmp .. "/sw0/sweep.svg") == nil, "sweep.factors = [] turns the sweep off")
+check.ok(ok and s0.bootstrap == nil and s0.ci == nil and s0.kn.suppress_pct == summary.kn.suppress_pct,
+  "bootstrap.resamples = 0 turns the intervals off and changes no number")
 ok, out, err = script(BASE .. " --set 'sweep.factors=[2, -1]' --out " .. q(tmp .. "/sw2"))
 check.ok(not ok and err:find("sweep.factors", 1, true), "a negative sweep factor is refused by name")
 
