@@ -1,5 +1,6 @@
 /* edit.c: value-slot edit transactions with exact undo (see edit.h). */
 #include "edit.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +24,16 @@ int kn_slot_get(const kn_model *m, int layer, int i, float *col, kn_err *err) {
     if (i < 0 || i >= m->cfg.ffn) return kn_fail(err, "neuron %d out of range [0, %d)", i, m->cfg.ffn);
     read_col(m, layer, i, col);
     return 0;
+}
+
+int kn_slot_project(const kn_model *m, int layer, int i, float *scores, kn_err *err) {
+    int C = m->cfg.hidden;
+    float *col = malloc(sizeof(float) * C);
+    if (!col) return kn_fail(err, "out of memory reading a value slot");
+    int rc = kn_slot_get(m, layer, i, col, err);
+    if (rc == 0) linear_forward(scores, col, m->w.word_emb, NULL, 1, C, m->cfg.vocab_size);
+    free(col);
+    return rc;
 }
 
 kn_edit *kn_edits(const kn_model *m) { return m->edits; }

@@ -26,6 +26,10 @@ kn_edit *kn_edit_slots(kn_model *m, int n, const int *layers, const int *slots, 
 int kn_edit_undo(kn_model *m, kn_edit *e, kn_err *err);
 /* Reads value slot (layer, i) into col [C]. */
 int kn_slot_get(const kn_model *m, int layer, int i, float *col, kn_err *err);
+/* The value slot (layer, i) read against every token's word embedding, as the paper's update rule
+ * reads it (v' = v - l1 e_t + l2 e_t'): scores[V] = word_emb[V,C] . v[C], the direct projection
+ * (no MLM head transform, no bias). The tokens a slot promotes are those with the largest score. */
+int kn_slot_project(const kn_model *m, int layer, int i, float *scores, kn_err *err);
 /* The model's edits in application order (active and undone), or NULL. */
 kn_edit *kn_edits(const kn_model *m);
 void kn_edits_free(kn_model *m);

@@ -711,6 +711,65 @@ static int m_slot(lua_State *L) {
     return 1;
 }
 
+/* The scores of value slot (layer, i) against every word embedding (kn_slot_project), in a
+ * scratch buffer of the call's pool. */
+static float *slot_scores(lua_State *L, kn_model *m, int layer, int i) {
+    float *scores = pool_alloc(L, pool_new(L), sizeof(float) * m->cfg.vocab_size);
+    kn_err err;
+    if (kn_slot_project(m, layer, i, scores, &err) != 0) raise_err(L, &err);
+    return scores;
+}
+
+/* a ranks above b: higher score, ties to the lower id, so the order is total and reproducible */
+static int ranks_above(const float *s, int a, int b) { return s[a] > s[b] || (s[a] == s[b] && a < b); }
+
+/* model:slot_top(layer, i [, k = 10]) -> { {id=, token=, score=}, ... }: the k tokens value slot
+ * (layer, i) promotes most, by kn_slot_project's score, best first. */
+static int m_slot_top(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3);
+    lua_Integer k = luaL_optinteger(L, 4, 10);
+    int V = m->cfg.vocab_size;
+    if (k < 1 || k > V) return luaL_argerror(L, 4, lua_pushfstring(L, "k must be in [1, %d]", V));
+    float *s = slot_scores(L, m, l, i);
+    int *top = pool_alloc(L, pool_new(L), sizeof(int) * (size_t)k), n = 0;
+    for (int t = 0; t < V; t++) {   /* insertion into the sorted top-k: V * k at worst, k is small */
+        if (n == k && !ranks_above(s, t, top[n - 1])) continue;
+        int j = n < k ? n++ : n - 1;
+        while (j > 0 && ranks_above(s, t, top[j - 1])) { top[j] = top[j - 1]; j--; }
+        top[j] = t;
+    }
+    lua_createtable(L, n, 0);
+    for (int j = 0; j < n; j++) {
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, top[j]);
+        lua_setfield(L, -2, "id");
+        const char *tok = m->vocab ? kn_vocab_token(m->vocab, top[j]) : NULL;
+        if (tok) { lua_pushstring(L, tok); lua_setfield(L, -2, "token"); }
+        lua_pushnumber(L, s[top[j]]);
+        lua_setfield(L, -2, "score");
+        lua_rawseti(L, -2, j + 1);
+    }
+    return 1;
+}
+
+/* model:slot_rank(layer, i, id) -> rank, score: where token id stands among the tokens value slot
+ * (layer, i) promotes (1 = promoted most), and its score. */
+static int m_slot_rank(lua_State *L) {
+    kn_model *m = check_model(L, 1);
+    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3);
+    lua_Integer id = luaL_checkinteger(L, 4);
+    int V = m->cfg.vocab_size;
+    if (id < 0 || id >= V)
+        return luaL_error(L, "bad argument #3 to 'slot_rank' (token id %d out of range [0, %d))", (int)id, V);
+    float *s = slot_scores(L, m, l, i);
+    lua_Integer rank = 1;
+    for (int t = 0; t < V; t++) if (ranks_above(s, t, (int)id)) rank++;
+    lua_pushinteger(L, rank);
+    lua_pushnumber(L, s[id]);
+    return 2;
+}
+
 static int m_embedding(lua_State *L) {
     kn_model *m = check_model(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
@@ -1056,7 +1115,8 @@ static const luaL_Reg model_methods[] = {
     { "save", m_save }, { "config", m_config }, { "info", m_info },
     { "tokenize", m_tokenize }, { "encode", m_encode }, { "id", m_id }, { "token", m_token },
     { "score", m_score }, { "capture", m_capture }, { "gradient", m_gradient }, { "attribute", m_attribute },
-    { "slot", m_slot }, { "embedding", m_embedding }, { "edit", m_edit }, { "edits", m_edits },
+    { "slot", m_slot }, { "slot_top", m_slot_top }, { "slot_rank", m_slot_rank },
+    { "embedding", m_embedding }, { "edit", m_edit }, { "edits", m_edits },
     { "free", m_free }, { NULL, NULL } };
 static const luaL_Reg model_meta[] = { { "__gc", m_free }, { "__close", m_free }, { "__tostring", m_tostring }, { NULL, NULL } };
 static const luaL_Reg scores_methods[] = {

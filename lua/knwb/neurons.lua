@@ -201,4 +201,30 @@ function N.statistics(records, key, nlayers, seed)
     inter_relation_shared = inter_n > 0 and inter_sum / inter_n or 0, layer_share = layer }
 end
 
+--- N.slot_alignment(model, records, key [, rng]) -> { neurons, mean_percentile, top10_share }:
+--- how far up the fact's object stands among the tokens each of its neurons' value slots promotes
+--- (model:slot_rank: slot against word embeddings, no MLM head transform). percentile 0 = the
+--- object is promoted most, 1 = least; top10_share = share of (fact, neuron) pairs ranking it in
+--- the top 10. With rng, each fact's neurons are replaced by as many random ones in the same
+--- layers (knwb.random.matched), the control the numbers are to be read against.
+function N.slot_alignment(model, records, key, rng)
+  local c = model:config()
+  local V, F = c.vocab_size, c.intermediate_size
+  local random = rng and require "knwb.random"
+  local n, pct, top10 = 0, 0.0, 0
+  for _, r in ipairs(records) do
+    local oid = model:id(r.object)
+    local list = r[key] or {}
+    if rng then list = random.matched(list, F, rng) end
+    if oid then
+      for _, ne in ipairs(list) do
+        local rank = model:slot_rank(ne[1], ne[2], oid)
+        n, pct = n + 1, pct + (rank - 1) / math.max(1, V - 1)
+        if rank <= 10 then top10 = top10 + 1 end
+      end
+    end
+  end
+  return { neurons = n, mean_percentile = n > 0 and pct / n or nil, top10_share = n > 0 and top10 / n or nil }
+end
+
 return N

@@ -133,4 +133,40 @@ os.execute(string.format("cp %s/index.jsonl %s/index.jsonl", knwb.run.shell_quot
 local reopened = attribution.open(tmp, other)
 check.ok(reopened.dropped >= 1 and next(reopened.entries) == nil, "scores stored for another model are not used")
 os.execute("rm -rf " .. knwb.run.shell_quote(tmp))
+
+-- What a value slot promotes: slot_top and slot_rank against a projection computed here in double
+-- precision from model:slot and model:embedding (the engine's is one float GEMV).
+do
+  local V = cfg.vocab_size
+  local v = m:slot(2, 7)
+  local scores, order = {}, {}
+  for t = 0, V - 1 do
+    local e, s = m:embedding(t), 0.0
+    for r = 1, #v do s = s + e[r] * v[r] end
+    scores[t], order[#order + 1] = s, t
+  end
+  table.sort(order, function(a, b) return scores[a] > scores[b] or (scores[a] == scores[b] and a < b) end)
+  local top = m:slot_top(2, 7, 5)
+  local ids_ok, close = #top == 5, true
+  for j, x in ipairs(top) do
+    ids_ok = ids_ok and x.id == order[j] and x.token == m:token(x.id)
+    close = close and math.abs(x.score - scores[x.id]) <= 1e-5 * (1 + math.abs(scores[x.id]))
+  end
+  check.ok(ids_ok, "slot_top: the 5 tokens of highest projection, best first, with their tokens")
+  check.ok(close, "slot_top: scores = word embedding . value slot (within 1e-5)")
+  local ranks_ok = true
+  for _, j in ipairs { 1, 2, 17, V } do
+    local rank, score = m:slot_rank(2, 7, order[j])
+    ranks_ok = ranks_ok and rank == j and math.abs(score - scores[order[j]]) <= 1e-5 * (1 + math.abs(score))
+  end
+  check.ok(ranks_ok, "slot_rank: the place of a token in that order (1, 2, 17 and last of %d)", V)
+  check.eq(#m:slot_top(0, 0), 10, "slot_top: 10 tokens by default")
+  local edited = m:edit({ { layer = 2, neuron = 7, vector = m:embedding(order[V]) } }, "probe")
+  check.eq((m:slot_rank(2, 7, order[V])), 1, "slot_rank reads the slot as edited (set to the embedding of the token it ranked last, it ranks it first)")
+  edited:undo()
+  check.err(function() m:slot_top(3, 0) end, "layer 3 out of range [0, 3)", "slot_top: a layer out of range")
+  check.err(function() m:slot_top(0, 50) end, "neuron 50 out of range [0, 50)", "slot_top: a neuron out of range")
+  check.err(function() m:slot_top(0, 0, 0) end, "k must be in [1, " .. V .. "]", "slot_top: k out of range")
+  check.err(function() m:slot_rank(0, 0, V) end, "token id " .. V .. " out of range", "slot_rank: a token id out of range")
+end
 check.done()
