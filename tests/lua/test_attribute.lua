@@ -10,23 +10,13 @@ local json = require "knwb.json"
 local q = knwb.run.shell_quote
 
 local MODEL = "tests/fixtures/ref/odd"
-local tmp = io.popen("mktemp -d"):read("l")
+local runs = require "runs"
+local slurp = runs.slurp
+local tmp = runs.tmpdir()
 local BASE = ("--set model=%s --set facts.facts=tests/fixtures/facts/odd3.tsv "
   .. "--set facts.templates=tests/fixtures/facts/odd3_templates.yaml --set attribution.cache=%s")
   :format(MODEL, q(tmp .. "/cache"))
-
-local function slurp(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function script(args)
-  local cmd = ("KNWB_PROGRESS=off ./knwb experiments/attribute.lua %s >%s 2>%s"):format(args, q(tmp .. "/stdout"), q(tmp .. "/stderr"))
-  return os.execute(cmd) == true, slurp(tmp .. "/stdout") or "", slurp(tmp .. "/stderr") or ""
-end
+local function script(args) return runs.knwb(tmp, "experiments/attribute.lua", args) end
 
 local ok, out, err = script(BASE .. " --out " .. q(tmp .. "/run"))
 if not check.ok(ok, "attribute.lua runs on the fixture") then print(err) end

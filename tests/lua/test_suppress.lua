@@ -98,24 +98,14 @@ check.eq(ps(model:score(items)), r.p0, "after undoing the edit the model scores 
 ---------------------------------------------------------------------------------------------------
 -- End-to-end runs of experiments/suppress.lua.
 
-local tmp = io.popen("mktemp -d"):read("l")
+local runs = require "runs"
+local slurp = runs.slurp
+local tmp = runs.tmpdir()
 local BASE = ("--set model=%s --set facts.facts=%s --set facts.templates=%s --set attribution.cache=%s")
   :format(MODEL, FACTS, TEMPLATES, q(tmp .. "/cache"))
 
-local function slurp(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- Runs the script; returns success, stdout, stderr.
-local function script(args)
-  local cmd = ("KNWB_PROGRESS=off ./knwb experiments/suppress.lua %s >%s 2>%s"):format(args, q(tmp .. "/stdout"), q(tmp .. "/stderr"))
-  local ok = os.execute(cmd)
-  return ok == true, slurp(tmp .. "/stdout") or "", slurp(tmp .. "/stderr") or ""
-end
+local function script(args) return runs.knwb(tmp, "experiments/suppress.lua", args) end
 
 local function lines_of(path)
   local out = {}

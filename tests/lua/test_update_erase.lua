@@ -13,26 +13,15 @@ local q = knwb.run.shell_quote
 local MODEL = "tests/fixtures/ref/odd"
 local FIX = "tests/fixtures/edit/"
 
-local p = io.popen("mktemp -d")
-local TMP = p:read("l")
-p:close()
-assert(TMP and TMP ~= "", "mktemp -d failed")
+local runs = require "runs"
+local TMP = runs.tmpdir()
+local read = runs.slurp
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Runs ./knwb SCRIPT ARGS...; returns ok, stdout, stderr.
-local function knwb_run(name, script, ...)
+-- Runs ./knwb SCRIPT ARGS... (the label only names the call); returns ok, stdout, stderr.
+local function knwb_run(_label, script, ...)
   local args = {}
   for i, a in ipairs { ... } do args[i] = q(a) end
-  local out, err = TMP .. "/" .. name .. ".out", TMP .. "/" .. name .. ".err"
-  local ok = os.execute(string.format("KNWB_PROGRESS=off ./knwb %s %s >%s 2>%s", q(script), table.concat(args, " "), q(out), q(err)))
-  return ok == true, read(out) or "", read(err) or ""
+  return runs.knwb(TMP, script, table.concat(args, " "))
 end
 
 local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
