@@ -27,6 +27,8 @@
 --                     by_prompts kind): percentile bootstrap intervals over facts (bootstrap.*)
 --   summary.md, suppress.svg, amplify.svg (one bar group per relation, one bar per set),
 --   prompts.svg       seen against unseen prompts, both operations, every set (split "all")
+--   confidence.svg    the same changes within bins of p0 (by_confidence; summary.json
+--                     by_confidence = {edges, bins = {{lo, hi, prompts, mean_p0, kn = ..., ci}, ...}})
 --   sweep.jsonl       per fact and sweep curve, per factor: sums over its prompts of p - p0, p0,
 --                     ln p - ln p0 and the prompt count (what the sweep's means are made of)
 --   sweep.tsv/.md, sweep.svg  the dose-response curve (sweep.factors): the change with the knowledge,
@@ -61,6 +63,10 @@ local schema = S.record {
     by_layer = { type = "boolean", default = true,
       doc = "also scale the knowledge neurons of each layer alone (the others left as they are)" },
   } },
+  by_confidence = { type = "list", of = { type = "number", min = 0, max = 1 }, max_items = 32,
+    default = { 0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1 },
+    doc = "increasing edges of bins of the unmodified model's P(gold): the same changes within each bin "
+      .. "(summary.json by_confidence, confidence.svg); empty: none" },
   bootstrap = { type = "record", doc = "percentile bootstrap intervals for every change of P(gold), resampling "
     .. "facts within each relation (summary.json ci, summary.md, stdout)", fields = {
     resamples = { type = "integer", min = 0, default = 1000, doc = "resamples (0: no intervals)" },
@@ -89,6 +95,14 @@ local function fail(msg) X.refuse("suppress", msg) end
 
 ---------------------------------------------------------------------------------------------------
 -- Inputs: model, facts, neurons.
+
+for k = 2, #cfg.by_confidence do
+  if not (cfg.by_confidence[k] > cfg.by_confidence[k - 1]) then
+    fail(("by_confidence: the bin edges must increase, but item %d (%g) is not above item %d (%g)"):format(
+      k, cfg.by_confidence[k], k - 1, cfg.by_confidence[k - 1]))
+  end
+end
+if #cfg.by_confidence == 1 then fail("by_confidence: give at least two bin edges (or none)") end
 
 if cfg.neurons ~= "" and not X.exists(cfg.neurons) then
   fail(("neurons file %s does not exist (the neurons setting names a neurons.jsonl written by "
@@ -342,6 +356,34 @@ if cfg.facts.split == "all" then
   end
 end
 
+-- By confidence: the same changes within bins of p0, the unmodified model's P(gold). The paper's
+-- BERT is unsure of most PARAREL prompts; a model trained on its templates is sure of those. The
+-- bins are [lo, hi), the last one closed; a relation with no prompt in a bin is left out of that
+-- bin's mean over relations.
+local by_confidence
+if #cfg.by_confidence >= 2 then
+  by_confidence = {}
+  local edges = cfg.by_confidence
+  for k = 1, #edges - 1 do
+    local lo, hi, last = edges[k], edges[k + 1], k == #edges - 1
+    local bin = { lo = lo, hi = hi, prompts = 0 }
+    for _, name in ipairs(SETS) do
+      local sub = { suppress = {}, amplify = {} }
+      for _, op in ipairs({ "suppress", "amplify" }) do
+        for _, r in ipairs(rows[name][op]) do
+          if r.p0 >= lo and (r.p0 < hi or (last and r.p0 <= hi)) then sub[op][#sub[op] + 1] = r end
+        end
+      end
+      if name == "kn" then bin.prompts = #sub.suppress end
+      if #sub.suppress > 0 then
+        bin[name] = { suppress = summarize(sub.suppress, "confidence", k, name, "suppress"),
+          amplify = summarize(sub.amplify, "confidence", k, name, "amplify") }
+      end
+    end
+    by_confidence[k] = bin
+  end
+end
+
 local function num(x) return x == nil and json.null or x end
 local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end
 local function f4(x) return x == nil and "n/a" or ("%+.4f"):format(x) end
@@ -358,22 +400,33 @@ local summary = { per_relation = {}, factor = cfg.factor, off_target_mode = othe
   prompts_per_second = pending > 0 and seconds > 0 and pending / seconds or nil, neurons_per_fact = {}, facts_with_neurons = {},
   mean_p0 = res.kn.suppress.mean_p0,
   bootstrap = cfg.bootstrap.resamples > 0 and { resamples = cfg.bootstrap.resamples, level = cfg.bootstrap.level } or nil }
+-- The four measures of every set of b (set name -> {suppress =, amplify =} change summaries)
+-- into o, and their intervals into o.ci.
+local function put_sets(o, b)
+  for _, name in ipairs(SETS) do
+    local x = b[name]
+    if x then
+      o[name] = { suppress_pct = num(M.percent(x.suppress.ratio)), amplify_pct = num(M.percent(x.amplify.ratio)),
+        suppress_dlogp = num(x.suppress.dlog), amplify_dlogp = num(x.amplify.dlog) }
+      if x.suppress.ci then
+        o.ci = o.ci or {}
+        o.ci[name] = { suppress = ci_pct(x.suppress), amplify = ci_pct(x.amplify) }
+      end
+    end
+  end
+  return o
+end
 if by_prompts then
   summary.by_prompts = {}
   for kind, b in pairs(by_prompts) do
-    local o = { prompts = b.prompts, mean_p0 = b.kn.suppress.mean_p0 }
-    for _, name in ipairs(SETS) do
-      local x = b[name]
-      if x then
-        o[name] = { suppress_pct = num(M.percent(x.suppress.ratio)), amplify_pct = num(M.percent(x.amplify.ratio)),
-          suppress_dlogp = num(x.suppress.dlog), amplify_dlogp = num(x.amplify.dlog) }
-        if x.suppress.ci then
-          o.ci = o.ci or {}
-          o.ci[name] = { suppress = ci_pct(x.suppress), amplify = ci_pct(x.amplify) }
-        end
-      end
-    end
-    summary.by_prompts[kind] = o
+    summary.by_prompts[kind] = put_sets({ prompts = b.prompts, mean_p0 = b.kn.suppress.mean_p0 }, b)
+  end
+end
+if by_confidence then
+  summary.by_confidence = { edges = cfg.by_confidence, bins = {} }
+  for k, b in ipairs(by_confidence) do
+    summary.by_confidence.bins[k] = put_sets({ lo = b.lo, hi = b.hi, prompts = b.prompts,
+      mean_p0 = b.kn and b.kn.suppress.mean_p0 or nil }, b)
   end
 end
 for _, name in ipairs(SETS) do
@@ -447,6 +500,16 @@ for _, name in ipairs(SETS) do
   md[#md + 1] = ("| %s | %s | %s | %s | %s | %.2f | %d |"):format(SET_NAMES[name], pct_ci(s),
     pct_ci(a), f4(s.dlog), f4(a.dlog), summary.neurons_per_fact[name], summary.facts_with_neurons[name])
 end
+-- One table row per set of b (set name -> {suppress =, amplify =}), labelled.
+local function md_sets(label, b)
+  for _, name in ipairs(SETS) do
+    local x = b[name]
+    if x then
+      md[#md + 1] = ("| %s | %s | %s | %s | %s | %s | %.3f |"):format(label, SET_NAMES[name],
+        pct_ci(x.suppress), pct_ci(x.amplify), f4(x.suppress.dlog), f4(x.amplify.dlog), x.suppress.mean_p0)
+    end
+  end
+end
 if by_prompts then
   md[#md + 1] = ""
   md[#md + 1] = "The same, apart for the prompts of the templates the model was trained on (seen) and of the held-out"
@@ -455,15 +518,18 @@ if by_prompts then
   md[#md + 1] = "| prompts | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"
   md[#md + 1] = "|---|---|---:|---:|---:|---:|---:|"
   for _, kind in ipairs({ "seen", "unseen" }) do
-    local b = by_prompts[kind]
-    for _, name in ipairs(SETS) do
-      local x = b[name]
-      if x then
-        md[#md + 1] = ("| %s (%d) | %s | %s | %s | %s | %s | %.3f |"):format(kind, b.prompts, SET_NAMES[name],
-          pct_ci(x.suppress), pct_ci(x.amplify), f4(x.suppress.dlog), f4(x.amplify.dlog),
-          x.suppress.mean_p0)
-      end
-    end
+    md_sets(("%s (%d)"):format(kind, by_prompts[kind].prompts), by_prompts[kind])
+  end
+end
+if by_confidence then
+  md[#md + 1] = ""
+  md[#md + 1] = "The same within bins of p0, the unmodified model's P(gold) (by_confidence; confidence.svg): a"
+  md[#md + 1] = "model is sure of the sentences it was trained on, the paper's BERT of few PARAREL prompts."
+  md[#md + 1] = ""
+  md[#md + 1] = "| p0 | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"
+  md[#md + 1] = "|---|---|---:|---:|---:|---:|---:|"
+  for _, b in ipairs(by_confidence) do
+    if b.prompts > 0 then md_sets(("%.2f-%.2f (%d)"):format(b.lo, b.hi, b.prompts), b) end
   end
 end
 md[#md + 1] = ""
@@ -518,6 +584,32 @@ if by_prompts then
     title = "Training-template (seen) and held-out-template (unseen) prompts: change of P(gold)",
     categories = cats, series = series, percent = true, xlabel = "operation, prompts (count)", width = 900,
     ylabel = "mean(p - p0) / mean(p0)" })
+end
+
+-- Suppression and amplification per bin of p0, for the knowledge neurons and their controls.
+if by_confidence then
+  local cats, used = {}, {}
+  for _, b in ipairs(by_confidence) do
+    if b.prompts > 0 then
+      cats[#cats + 1] = ("%.2f-%.2f (%d)"):format(b.lo, b.hi, b.prompts)
+      used[#used + 1] = b
+    end
+  end
+  local series = {}
+  for _, name in ipairs { "kn", "baseline", "random" } do
+    for _, op in ipairs { "suppress", "amplify" } do
+      local vals = {}
+      for k, b in ipairs(used) do vals[k] = b[name] and b[name][op].ratio or nil end
+      series[#series + 1] = { name = ("%s, %s"):format(SET_NAMES[name], op == "suppress" and "x0"
+        or ("x%g"):format(cfg.factor)), values = vals }
+    end
+  end
+  if #cats > 0 then
+    run:write("confidence.svg", knwb.svg.bars {
+      title = "Change of P(gold) by the unmodified model's confidence (p0 bins)", categories = cats, series = series,
+      percent = true, xlabel = "p0 = P(gold) before the change (prompts)", ylabel = "mean(p - p0) / mean(p0)",
+      width = math.min(1400, math.max(700, 160 + #cats * 150)) })
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -708,6 +800,13 @@ if by_prompts then
       b.prompts, kind, kind == "seen" and "training" or "held-out", pct_ci(b.kn.suppress),
       pct(M.percent(b.baseline.suppress.ratio)), pct_ci(b.kn.amplify), pct(M.percent(b.baseline.amplify.ratio))))
   end
+end
+if by_confidence then
+  local parts = {}
+  for _, b in ipairs(by_confidence) do
+    if b.kn then parts[#parts + 1] = ("p0 %.2f-%.2f %s"):format(b.lo, b.hi, pct(M.percent(b.kn.amplify.ratio))) end
+  end
+  print("amplifying by the unmodified model's confidence: " .. table.concat(parts, ", ") .. " (summary.md)")
 end
 if sweep_summary then
   for _, c in ipairs(sweep_summary.curves) do

@@ -195,6 +195,39 @@ do
     "summary.md explains the brackets")
 end
 
+-- By confidence: the bins partition the prompts, and a bin's numbers are the metric over the
+-- prompts whose p0 falls in it, recomputed from results.jsonl.
+local function confidence_checks(sm, label)
+  local bc = sm.by_confidence or { bins = {} }
+  local n = 0
+  for _, b in ipairs(bc.bins) do n = n + b.prompts end
+  check.eq(n, 43, ("by_confidence (%s): the bins hold all 43 prompts once"):format(label))
+  local same, tried = true, 0
+  for _, b in ipairs(bc.bins) do
+    if b.prompts > 0 then
+      local sub = {}
+      for _, l in ipairs(results) do
+        if l.set == "kn" then
+          for j = 1, #l.p0 do
+            local p0 = l.p0[j]
+            if p0 >= b.lo and (p0 < b.hi or (b.hi == bc.edges[#bc.edges] and p0 <= b.hi)) then
+              sub[#sub + 1] = { relation = l.relation, p0 = p0, p = l.p_amplify[j] }
+            end
+          end
+        end
+      end
+      tried = tried + 1
+      same = same and #sub == b.prompts and math.abs(100 * M.change_summary(sub).ratio - b.kn.amplify_pct) < 1e-9
+    end
+  end
+  check.ok(tried > 0 and same, "by_confidence (%s): every non-empty bin's kn amplify_pct recomputed from results.jsonl (%d bins)",
+    label, tried)
+end
+check.eq((summary.by_confidence or {}).edges, { 0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0 }, "by_confidence: the default edges")
+confidence_checks(summary, "default edges")
+check.ok(slurp(dir .. "confidence.svg") ~= nil and slurp(dir .. "summary.md"):find("within bins of p0", 1, true) ~= nil,
+  "by_confidence: confidence.svg and a summary.md table")
+
 -- Per-line properties.
 local same_base, empty_ok, random_ok, other_ok = true, true, true, true
 for _, l in ipairs(results) do
@@ -358,6 +391,30 @@ local s0 = ok and json.decode(slurp(tmp .. "/sw0/summary.json")) or {}
 check.ok(ok and s0.sweep == nil and slurp(tmp .. "/sw0/sweep.svg") == nil, "sweep.factors = [] turns the sweep off")
 check.ok(ok and s0.bootstrap == nil and s0.ci == nil and s0.kn.suppress_pct == summary.kn.suppress_pct,
   "bootstrap.resamples = 0 turns the intervals off and changes no number")
+-- edges at the quartiles of this run's p0, so that every bin holds prompts
+do
+  local p0s = {}
+  for _, l in ipairs(results) do if l.set == "kn" then for _, p in ipairs(l.p0) do p0s[#p0s + 1] = p end end end
+  table.sort(p0s)
+  local e = { 0, p0s[11], p0s[22], p0s[33], 1 }
+  local edges = ("[%s]"):format(table.concat({ "0", ("%.17g"):format(e[2]), ("%.17g"):format(e[3]), ("%.17g"):format(e[4]), "1" }, ", "))
+  ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[]' --set 'by_confidence="
+    .. edges .. "' --out " .. q(tmp .. "/bcq"))
+  local sq = ok and json.decode(slurp(tmp .. "/bcq/summary.json")) or {}
+  local full = 0
+  for _, b in ipairs((sq.by_confidence or { bins = {} }).bins) do if b.prompts > 0 then full = full + 1 end end
+  check.eq(full, 4, "by_confidence at the quartiles of p0: 4 bins with prompts")
+  confidence_checks(sq, "quartile edges")
+end
+ok = script(BASE .. " --set neurons=" .. q(dir .. "neurons.jsonl") .. " --set 'sweep.factors=[]' --set 'by_confidence=[]' --out "
+  .. q(tmp .. "/bc0"))
+check.ok(ok and json.decode(slurp(tmp .. "/bc0/summary.json")).by_confidence == nil and slurp(tmp .. "/bc0/confidence.svg") == nil,
+  "by_confidence = [] turns the bins off")
+ok, out, err = script(BASE .. " --set 'by_confidence=[0, 0.5, 0.3, 1]' --out " .. q(tmp .. "/bc1"))
+check.ok(not ok and err:find("by_confidence: the bin edges must increase, but item 3 (0.3) is not above item 2 (0.5)", 1, true),
+  "bin edges that do not increase are refused, naming the items (%s)", (err:gsub("\n.*", "")))
+ok, out, err = script(BASE .. " --set 'by_confidence=[0, 1.5]' --out " .. q(tmp .. "/bc2"))
+check.ok(not ok and err:find("by_confidence", 1, true), "an edge above 1 is refused by name (%s)", (err:gsub("\n.*", "")))
 ok, out, err = script(BASE .. " --set 'sweep.factors=[2, -1]' --out " .. q(tmp .. "/sw2"))
 check.ok(not ok and err:find("sweep.factors", 1, true), "a negative sweep factor is refused by name")
 
