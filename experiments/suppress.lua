@@ -510,27 +510,30 @@ local function md_sets(label, b)
     end
   end
 end
-if by_prompts then
+-- A table of the four sets for each group: intro lines, the first column's name, {label, b} pairs.
+local function md_groups(intro, first, groups)
   md[#md + 1] = ""
-  md[#md + 1] = "The same, apart for the prompts of the templates the model was trained on (seen) and of the held-out"
-  md[#md + 1] = "templates (unseen; the paper's BERT never saw its prompts either)."
+  for _, line in ipairs(intro) do md[#md + 1] = line end
   md[#md + 1] = ""
-  md[#md + 1] = "| prompts | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"
+  md[#md + 1] = ("| %s | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"):format(first)
   md[#md + 1] = "|---|---|---:|---:|---:|---:|---:|"
+  for _, g in ipairs(groups) do md_sets(g[1], g[2]) end
+end
+if by_prompts then
+  local groups = {}
   for _, kind in ipairs({ "seen", "unseen" }) do
-    md_sets(("%s (%d)"):format(kind, by_prompts[kind].prompts), by_prompts[kind])
+    groups[#groups + 1] = { ("%s (%d)"):format(kind, by_prompts[kind].prompts), by_prompts[kind] }
   end
+  md_groups({ "The same, apart for the prompts of the templates the model was trained on (seen) and of the held-out",
+    "templates (unseen; the paper's BERT never saw its prompts either)." }, "prompts", groups)
 end
 if by_confidence then
-  md[#md + 1] = ""
-  md[#md + 1] = "The same within bins of p0, the unmodified model's P(gold) (by_confidence; confidence.svg): a"
-  md[#md + 1] = "model is sure of the sentences it was trained on, the paper's BERT of few PARAREL prompts."
-  md[#md + 1] = ""
-  md[#md + 1] = "| p0 | neurons | suppress | amplify | suppress dlogp | amplify dlogp | mean p0 |"
-  md[#md + 1] = "|---|---|---:|---:|---:|---:|---:|"
+  local groups = {}
   for _, b in ipairs(by_confidence) do
-    if b.prompts > 0 then md_sets(("%.2f-%.2f (%d)"):format(b.lo, b.hi, b.prompts), b) end
+    if b.prompts > 0 then groups[#groups + 1] = { ("%.2f-%.2f (%d)"):format(b.lo, b.hi, b.prompts), b } end
   end
+  md_groups({ "The same within bins of p0, the unmodified model's P(gold) (by_confidence; confidence.svg): a",
+    "model is sure of the sentences it was trained on, the paper's BERT of few PARAREL prompts." }, "p0", groups)
 end
 md[#md + 1] = ""
 md[#md + 1] = ("Controls: random = as many neurons as the fact's knowledge neurons, in the same layers (seed %d%s); "

@@ -5,6 +5,7 @@
  * raises an error instead of crashing, and handles keep their model alive through a user value.
  * Indices follow the paper and Hugging Face: layers, neurons and token positions count from 0. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 
 #include <cblas.h>
@@ -40,6 +41,14 @@ typedef struct ltrainer { kn_trainer *t; } ltrainer;
 /* ------------------------------------------------------------------ helpers */
 
 static int raise_err(lua_State *L, const kn_err *err) { return luaL_error(L, "%s", err->msg); }
+
+/* An integer argument that must fit an int: a larger one is an error, not a silent wrap-around
+ * (layer 2^32 + 1 would otherwise read layer 1). */
+static int check_int(lua_State *L, int arg) {
+    lua_Integer v = luaL_checkinteger(L, arg);
+    if (v < INT_MIN || v > INT_MAX) return luaL_argerror(L, arg, lua_pushfstring(L, "%I is out of range", (LUAI_UACINT)v));
+    return (int)v;
+}
 
 static lmodel *check_lmodel(lua_State *L, int idx) {
     lmodel *lm = luaL_checkudata(L, idx, MODEL_MT);
@@ -605,7 +614,7 @@ static int m_gradient(lua_State *L) {
     int niv = 0;
     pool *P = pool_new(L);
     item *it = read_one_item(L, P, 2, m, 1);
-    int layer = (int)luaL_checkinteger(L, 3);
+    int layer = check_int(L, 3);
     if (layer < 0 || layer >= m->cfg.layers) {
         return luaL_error(L, "bad argument #2 to 'gradient' (layer %d out of range [0, %d))", layer, m->cfg.layers);
     }
@@ -702,7 +711,7 @@ static int m_attribute(lua_State *L) {
 
 static int m_slot(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3), C = m->cfg.hidden;
+    int l = check_int(L, 2), i = check_int(L, 3), C = m->cfg.hidden;
     float *col = pool_alloc(L, pool_new(L), sizeof(float) * C);
     kn_err err;
     if (kn_slot_get(m, l, i, col, &err) != 0) return raise_err(L, &err);
@@ -727,7 +736,7 @@ static int ranks_above(const float *s, int a, int b) { return s[a] > s[b] || (s[
  * (layer, i) promotes most, by kn_slot_project's score, best first. */
 static int m_slot_top(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3);
+    int l = check_int(L, 2), i = check_int(L, 3);
     lua_Integer k = luaL_optinteger(L, 4, 10);
     int V = m->cfg.vocab_size;
     if (k < 1 || k > V) return luaL_argerror(L, 4, lua_pushfstring(L, "k must be in [1, %d]", V));
@@ -757,7 +766,7 @@ static int m_slot_top(lua_State *L) {
  * (layer, i) promotes (1 = promoted most), and its score. */
 static int m_slot_rank(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    int l = (int)luaL_checkinteger(L, 2), i = (int)luaL_checkinteger(L, 3);
+    int l = check_int(L, 2), i = check_int(L, 3);
     lua_Integer id = luaL_checkinteger(L, 4);
     int V = m->cfg.vocab_size;
     if (id < 0 || id >= V)
@@ -913,7 +922,7 @@ static int e_tostring(lua_State *L) {
 static lscores *check_scores(lua_State *L, int i) { return luaL_checkudata(L, i, SCORES_MT); }
 
 static int l_scores(lua_State *L) {
-    int rows = (int)luaL_checkinteger(L, 1), F = (int)luaL_checkinteger(L, 2);
+    int rows = check_int(L, 1), F = check_int(L, 2);
     if (rows < 1 || F < 1 || (int64_t)rows * F > (1 << 28)) return luaL_error(L, "scores: bad shape [%d, %d]", rows, F);
     lscores *s = new_scores(L, rows, F);
     if (lua_isstring(L, 3)) {

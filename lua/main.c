@@ -1,6 +1,7 @@
 /* main.c: the `knwb` command, a Lua 5.4 host in the manner of Lua's own lua.c.
  * It opens the standard libraries, preloads the C modules (knwb.core, knwb.yaml, knwb.json), puts the
- * repository's lua/ folder on package.path, and runs a script in protected mode with a traceback
+ * repository's lua/ folder on package.path (and a searcher that loads it under repository-relative
+ * chunk names), and runs a script in protected mode with a traceback
  * handler. Errors go to stderr and give a non-zero exit status. It is not an interactive REPL. */
 #include <lauxlib.h>
 #include <lua.h>
