@@ -53,6 +53,72 @@ int kn_quadrature_points(kn_quadrature q, int m, double *alpha, double *weight, 
     return 0;
 }
 
+/* Arena pairs are kept per exact shape (tokens, rows): an arena larger than its batch is not
+ * used here, because the IG path's patch/forward/backward were written for arenas of the batch's
+ * own size (a reused larger arena gave other numbers). Prompts of a fact set come in a handful of
+ * lengths, so a few pairs serve a whole run; the least recently used pair makes room. */
+#define KN_IG_WS_PAIRS 8
+typedef struct { const bert_config *cfg; int T, rows; unsigned long used; bert_acts *one, *many; } ws_pair;
+
+struct kn_ig_ws {
+    ws_pair pair[KN_IG_WS_PAIRS];
+    unsigned long clock;
+    void *buf[9];                 /* the per-call buffers of kn_ig, in the order it asks for them */
+    size_t cap[9];
+};
+
+kn_ig_ws *kn_ig_ws_new(void) { return calloc(1, sizeof(kn_ig_ws)); }
+
+void kn_ig_ws_free(kn_ig_ws *ws) {
+    if (!ws) return;
+    for (int i = 0; i < KN_IG_WS_PAIRS; i++) { bert_acts_free(ws->pair[i].one); bert_acts_free(ws->pair[i].many); }
+    for (int i = 0; i < 9; i++) free(ws->buf[i]);
+    free(ws);
+}
+
+/* Buffer k of at least `bytes`: the workspace's, grown when too small, or a fresh one (ws NULL). */
+static void *scratch(kn_ig_ws *ws, int k, size_t bytes) {
+    if (!ws) return malloc(bytes ? bytes : 1);
+    if (ws->cap[k] < bytes) {
+        free(ws->buf[k]);
+        ws->buf[k] = malloc(bytes);
+        ws->cap[k] = ws->buf[k] ? bytes : 0;
+    }
+    return ws->buf[k];
+}
+
+/* The two activation arenas for T tokens and `rows` rows: the workspace's pair of that shape
+ * (zeroed, as new arenas are), or new ones. */
+static int arenas(const bert_config *c, kn_ig_ws *ws, int T, int rows, bert_acts **one, bert_acts **many, kn_err *err) {
+    if (!ws) {
+        *one = bert_acts_new(c, 1, T, 1, err);
+        *many = *one ? bert_acts_new_ex(c, rows, T, rows, KN_ACTS_INFERENCE, err) : NULL;
+        return *many ? 0 : -1;
+    }
+    ws_pair *p = NULL, *lru = &ws->pair[0];
+    for (int i = 0; i < KN_IG_WS_PAIRS && !p; i++) {
+        ws_pair *q = &ws->pair[i];
+        if (q->many && q->cfg == c && q->T == T && q->rows == rows) p = q;
+        else if (!q->many || q->used < lru->used) lru = q;
+    }
+    if (p) {
+        memset(p->one->x, 0, (size_t)p->one->bytes);
+        memset(p->many->x, 0, (size_t)p->many->bytes);
+    } else {
+        p = lru;
+        bert_acts_free(p->one);
+        bert_acts_free(p->many);
+        p->one = bert_acts_new(c, 1, T, 1, err);
+        p->many = p->one ? bert_acts_new_ex(c, rows, T, rows, KN_ACTS_INFERENCE, err) : NULL;
+        if (!p->many) { bert_acts_free(p->one); *p = (ws_pair){ 0 }; return -1; }
+        p->cfg = c; p->T = T; p->rows = rows;
+    }
+    p->used = ++ws->clock;
+    *one = p->one;
+    *many = p->many;
+    return 0;
+}
+
 int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_pos, int target,
           const int *layers, int nlayers, const kn_ig_opts *opts, kn_ig_out *out, kn_err *err) {
     const bert_config *c = &m->cfg;
@@ -63,8 +129,12 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     for (int i = 0; i < nlayers; i++)
         if (layers[i] < 0 || layers[i] >= c->layers)
             return kn_fail(err, "layer %d out of range [0, %d)", layers[i], c->layers);
-    double *alpha = malloc(sizeof(double) * (steps + 1)), *weight = malloc(sizeof(double) * (steps + 1));
-    if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) { free(alpha); free(weight); return -1; }
+    kn_ig_ws *ws = opts->ws;
+    double *alpha = scratch(ws, 0, sizeof(double) * (steps + 1)), *weight = scratch(ws, 1, sizeof(double) * (steps + 1));
+    if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) {
+        if (!ws) { free(alpha); free(weight); }
+        return -1;
+    }
     int chunk = opts->batch > 0 && opts->batch < steps ? opts->batch : steps;
     /* P(zero at layer l) comes from the alpha = 0 point when the rule has one (left Riemann,
      * trapezoid); otherwise one extra row of the first chunk carries alpha = 0, with no gradient */
@@ -73,16 +143,20 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     int rows = chunk + (zero_k < 0);
 
     int rc = -1;
-    bert_acts *one = bert_acts_new(c, 1, T, 1, err);
-    bert_acts *many = one ? bert_acts_new_ex(c, rows, T, rows, KN_ACTS_INFERENCE, err) : NULL;
-    float *vals = malloc(sizeof(float) * (size_t)rows * F);
-    int *head = malloc(sizeof(int) * rows), *tgt = malloc(sizeof(int) * rows);
-    float *wrow = malloc(sizeof(float) * rows), *dlogits = malloc(sizeof(float) * (size_t)rows * V);
-    double *pv = malloc(sizeof(double) * rows);
+    bert_acts *one = NULL, *many = NULL;
+    int have_arenas = arenas(c, ws, T, rows, &one, &many, err) == 0;
+    float *vals = scratch(ws, 2, sizeof(float) * (size_t)rows * F);
+    int *head = scratch(ws, 3, sizeof(int) * rows), *tgt = scratch(ws, 4, sizeof(int) * rows);
+    float *wrow = scratch(ws, 5, sizeof(float) * rows), *dlogits = scratch(ws, 6, sizeof(float) * (size_t)rows * V);
+    double *pv = scratch(ws, 7, sizeof(double) * rows);
     float **dffn = calloc(c->layers, sizeof(float *));
-    float *dact = malloc(sizeof(float) * (size_t)rows * T * F);
+    float *dact = scratch(ws, 8, sizeof(float) * (size_t)rows * T * F);
     double *grad_acc = malloc(sizeof(double) * F);
-    if (!many) goto done;
+    if (!have_arenas) goto done;
+    if (!alpha || !weight || !vals || !head || !tgt || !wrow || !dlogits || !pv || !dffn || !dact || !grad_acc) {
+        kn_fail(err, "out of memory in integrated gradients (%d rows of %d tokens)", rows, T);
+        goto done;
+    }
 
     int mrow = mask_pos;
     if (bert_forward(m, one, ids, types, NULL, 1, T, &mrow, 1, NULL, 0, err) != 0) goto done;
@@ -130,9 +204,12 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     }
     rc = 0;
 done:
-    bert_acts_free(one);
-    bert_acts_free(many);
-    free(alpha); free(weight); free(vals); free(head); free(tgt); free(wrow); free(dlogits);
-    free(pv); free(dffn); free(dact); free(grad_acc);
+    if (!ws) {
+        bert_acts_free(one);
+        bert_acts_free(many);
+        free(alpha); free(weight); free(vals); free(head); free(tgt); free(wrow); free(dlogits);
+        free(pv); free(dact);
+    }
+    free(dffn); free(grad_acc);
     return rc;
 }

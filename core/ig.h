@@ -23,11 +23,20 @@ int kn_quadrature_points(kn_quadrature q, int m, double *alpha, double *weight, 
 /* "left", "right", "midpoint", "trapezoid", "gauss" -> enum; -1 if unknown. */
 int kn_quadrature_parse(const char *name);
 
+/* Scratch kept from one kn_ig call to the next (activation arenas and buffers, grown to the
+ * largest prompt seen). Attributing thousands of prompts otherwise allocates and frees megabytes
+ * per prompt, and between the small objects a long run keeps alive that fragments the heap: the
+ * resident size grew by megabytes per prompt. One workspace serves one model at a time. */
+typedef struct kn_ig_ws kn_ig_ws;
+kn_ig_ws *kn_ig_ws_new(void);
+void kn_ig_ws_free(kn_ig_ws *ws);
+
 typedef struct kn_ig_opts {
     int steps;            /* m */
     kn_quadrature quad;
     int batch;            /* quadrature rows per forward (0 = all m at once) */
     int use_log;          /* attribute log P instead of P */
+    kn_ig_ws *ws;         /* NULL: allocate for this call only */
 } kn_ig_opts;
 
 typedef struct kn_ig_out {

@@ -32,6 +32,7 @@
 typedef struct lmodel {
     kn_model *m;
     bert_acts *acts;   /* reused across calls; grown on demand */
+    kn_ig_ws *ig_ws;   /* model:attribute's scratch, reused across calls (see kn_ig_ws) */
 } lmodel;
 
 typedef struct lscores { int L, F; float v[]; } lscores;
@@ -181,6 +182,7 @@ static int l_load(lua_State *L) {
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
     lm->acts = NULL;
+    lm->ig_ws = NULL;
     luaL_setmetatable(L, MODEL_MT);
     kn_err err;
     lm->m = kn_model_load(dir, &err);
@@ -213,6 +215,7 @@ static int l_create(lua_State *L) {
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
     lm->acts = NULL;
+    lm->ig_ws = NULL;
     luaL_setmetatable(L, MODEL_MT);
     lm->m = kn_model_create(&c, (uint64_t)seed, v, &err);
     if (!lm->m) { kn_vocab_free(v); return raise_err(L, &err); }
@@ -223,6 +226,8 @@ static int m_free(lua_State *L) {
     lmodel *lm = luaL_checkudata(L, 1, MODEL_MT);
     bert_acts_free(lm->acts);
     lm->acts = NULL;
+    kn_ig_ws_free(lm->ig_ws);
+    lm->ig_ws = NULL;
     kn_model_free(lm->m);
     lm->m = NULL;
     return 0;
@@ -659,7 +664,8 @@ static int m_attribute(lua_State *L) {
     kn_model *m = lm->m;
     pool *P = pool_new(L);
     item *it = read_one_item(L, P, 2, m, 1);
-    kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0 };
+    if (!lm->ig_ws && !(lm->ig_ws = kn_ig_ws_new())) return luaL_error(L, "out of memory");
+    kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0, lm->ig_ws };
     int nl = m->cfg.layers, *layers = NULL;
     if (lua_istable(L, 3)) {
         o.steps = field_int(L, 3, "steps", 20, 0);

@@ -261,7 +261,7 @@ static void test_case(const char *name) {
         double delta[4];
         const float *pfull = ref(exp, "ig_p_full");
         for (int ri = 0; ri < 4; ri++) {
-            kn_ig_opts o = { runs[ri].m, runs[ri].q, ri == 3 ? 7 : 0, 0 }; /* m=50 also exercises chunking */
+            kn_ig_opts o = { runs[ri].m, runs[ri].q, ri == 3 ? 7 : 0, 0, NULL }; /* m=50 also exercises chunking */
             rc = kn_ig(m, in.ids + r * T, in.types + r * T, Tr, in.mask_pos[r], in.target[r], layers, L, &o, &out, &err);
             CHECK(rc == 0, "%s: %s runs (%s)", name, runs[ri].key, rc ? err.msg : "ok");
             delta[ri] = 0;
@@ -280,6 +280,32 @@ static void test_case(const char *name) {
         }
         CHECK(delta[2] > delta[0] && delta[0] > delta[3], "%s: completeness delta shrinks with m (left: m=5 %.2e, m=20 %.2e, m=50 %.2e)",
               name, delta[2], delta[0], delta[3]);
+        /* A workspace reused across prompts of other lengths and other row counts gives the same
+         * bits as fresh buffers: rows in order, then backwards, alternating m = 20 and m = 50 in
+         * chunks of 7 (so the arenas grow, then serve smaller calls). */
+        {
+            kn_ig_ws *ws = kn_ig_ws_new();
+            kn_ig_out ref_out = { malloc(sizeof(float) * L * F), malloc(sizeof(float) * L * F), 0,
+                                  malloc(sizeof(double) * L), malloc(sizeof(double) * L) };
+            int same = 1, calls = 0;
+            for (int pass = 0; pass < 2; pass++) {
+                for (int k = 0; k < B; k++) {
+                    int rr = pass == 0 ? k : B - 1 - k, Tk = 0;
+                    for (int t = 0; t < T; t++) Tk += in.attn[rr * T + t];
+                    int mk = (k + pass) % 2 ? 50 : 20;
+                    kn_ig_opts fresh = { mk, KN_QUAD_LEFT, mk == 50 ? 7 : 0, 0, NULL }, reuse = fresh;
+                    reuse.ws = ws;
+                    int r1 = kn_ig(m, in.ids + rr * T, in.types + rr * T, Tk, in.mask_pos[rr], in.target[rr], layers, L, &fresh, &ref_out, &err);
+                    int r2 = kn_ig(m, in.ids + rr * T, in.types + rr * T, Tk, in.mask_pos[rr], in.target[rr], layers, L, &reuse, &out, &err);
+                    same = same && r1 == 0 && r2 == 0 && memcmp(ref_out.scores, out.scores, sizeof(float) * L * F) == 0
+                        && memcmp(ref_out.p_zero, out.p_zero, sizeof(double) * L) == 0 && ref_out.p_full == out.p_full;
+                    calls++;
+                }
+            }
+            CHECK(same, "%s: kn_ig with a reused workspace is bit-identical to fresh buffers (%d calls, %d prompt lengths)", name, calls, B);
+            kn_ig_ws_free(ws);
+            free(ref_out.scores); free(ref_out.acts); free(ref_out.p_zero); free(ref_out.score_sum);
+        }
         free(layers); free(out.scores); free(out.acts); free(out.p_zero); free(out.score_sum);
     }
 
