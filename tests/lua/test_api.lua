@@ -134,6 +134,20 @@ local reopened = attribution.open(tmp, other)
 check.ok(reopened.dropped >= 1 and next(reopened.entries) == nil, "scores stored for another model are not used")
 os.execute("rm -rf " .. knwb.run.shell_quote(tmp))
 
+-- model:score reuses one activation arena, grown to the largest batch seen: a small batch after a
+-- big one scores exactly as on a fresh model.
+do
+  local fresh = knwb.load("tests/fixtures/ref/odd")
+  local big = {}
+  for k = 1, 30 do big[k] = m:item("w1 w2 w20 w3 w4 w5 w6 w7 w8 w9 w10 w11 [MASK] w12", "w40") end
+  m:score(big)
+  local small = { m:item("w1 [MASK] w3", "w40"), m:item("[MASK] w4 w5 w21", "w41") }
+  local a, b = m:score(small), fresh:score(small)
+  check.ok(a[1].logp == b[1].logp and a[2].logp == b[2].logp and a[1].top1 == b[1].top1,
+    "score after a bigger batch equals a fresh model's, bit for bit")
+  fresh:free()
+end
+
 -- What a value slot promotes: slot_top and slot_rank against a projection computed here in double
 -- precision from model:slot and model:embedding (the engine's is one float GEMV).
 do
