@@ -60,11 +60,14 @@ int kn_quadrature_points(kn_quadrature q, int m, double *alpha, double *weight, 
 #define KN_IG_WS_PAIRS 8
 typedef struct { const bert_config *cfg; int T, rows; unsigned long used; bert_acts *one, *many; } ws_pair;
 
+/* kn_ig's per-call buffers */
+enum { B_ALPHA, B_WEIGHT, B_VALS, B_HEAD, B_TGT, B_WROW, B_DLOGITS, B_PV, B_DACT, B_COUNT };
+
 struct kn_ig_ws {
     ws_pair pair[KN_IG_WS_PAIRS];
     unsigned long clock;
-    void *buf[9];                 /* the per-call buffers of kn_ig, in the order it asks for them */
-    size_t cap[9];
+    void *buf[B_COUNT];
+    size_t cap[B_COUNT];
 };
 
 kn_ig_ws *kn_ig_ws_new(void) { return calloc(1, sizeof(kn_ig_ws)); }
@@ -72,7 +75,7 @@ kn_ig_ws *kn_ig_ws_new(void) { return calloc(1, sizeof(kn_ig_ws)); }
 void kn_ig_ws_free(kn_ig_ws *ws) {
     if (!ws) return;
     for (int i = 0; i < KN_IG_WS_PAIRS; i++) { bert_acts_free(ws->pair[i].one); bert_acts_free(ws->pair[i].many); }
-    for (int i = 0; i < 9; i++) free(ws->buf[i]);
+    for (int i = 0; i < B_COUNT; i++) free(ws->buf[i]);
     free(ws);
 }
 
@@ -130,7 +133,7 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
         if (layers[i] < 0 || layers[i] >= c->layers)
             return kn_fail(err, "layer %d out of range [0, %d)", layers[i], c->layers);
     kn_ig_ws *ws = opts->ws;
-    double *alpha = scratch(ws, 0, sizeof(double) * (steps + 1)), *weight = scratch(ws, 1, sizeof(double) * (steps + 1));
+    double *alpha = scratch(ws, B_ALPHA, sizeof(double) * (steps + 1)), *weight = scratch(ws, B_WEIGHT, sizeof(double) * (steps + 1));
     if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) {
         if (!ws) { free(alpha); free(weight); }
         return -1;
@@ -145,12 +148,12 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     int rc = -1;
     bert_acts *one = NULL, *many = NULL;
     int have_arenas = arenas(c, ws, T, rows, &one, &many, err) == 0;
-    float *vals = scratch(ws, 2, sizeof(float) * (size_t)rows * F);
-    int *head = scratch(ws, 3, sizeof(int) * rows), *tgt = scratch(ws, 4, sizeof(int) * rows);
-    float *wrow = scratch(ws, 5, sizeof(float) * rows), *dlogits = scratch(ws, 6, sizeof(float) * (size_t)rows * V);
-    double *pv = scratch(ws, 7, sizeof(double) * rows);
+    float *vals = scratch(ws, B_VALS, sizeof(float) * (size_t)rows * F);
+    int *head = scratch(ws, B_HEAD, sizeof(int) * rows), *tgt = scratch(ws, B_TGT, sizeof(int) * rows);
+    float *wrow = scratch(ws, B_WROW, sizeof(float) * rows), *dlogits = scratch(ws, B_DLOGITS, sizeof(float) * (size_t)rows * V);
+    double *pv = scratch(ws, B_PV, sizeof(double) * rows);
     float **dffn = calloc(c->layers, sizeof(float *));
-    float *dact = scratch(ws, 8, sizeof(float) * (size_t)rows * T * F);
+    float *dact = scratch(ws, B_DACT, sizeof(float) * (size_t)rows * T * F);
     double *grad_acc = malloc(sizeof(double) * F);
     if (!have_arenas) goto done;
     if (!alpha || !weight || !vals || !head || !tgt || !wrow || !dlogits || !pv || !dffn || !dact || !grad_acc) {

@@ -109,6 +109,7 @@ end
 
 local rng = random.rng(cfg.seed, "update")
 local rng_ctrl = random.rng(cfg.seed, "update/random-neurons")
+local mcfg = model:config()
 local edits_w <close> = run:jsonl("edits.jsonl", "w")
 local results_w <close> = run:jsonl("results.jsonl", "w")
 local journal = edit.journal(edits_w)
@@ -183,7 +184,7 @@ for ri, R in ipairs(rels) do
           { lambda1 = U.lambda1, lambda2 = U.lambda2, journal = journal, params = params })
         local kid = h:info().id
         local kres = measure(h, it_old, it_new, intra, inter, before)
-        local rn = random.neurons(#kn, model:config().num_hidden_layers, model:config().intermediate_size, rng_ctrl)
+        local rn = random.neurons(#kn, mcfg.num_hidden_layers, mcfg.intermediate_size, rng_ctrl)
         params.neurons = "random"
         h = edit.update(model, rn, it_old.target, it_new.target,
           { lambda1 = U.lambda1, lambda2 = U.lambda2, journal = journal, params = params })

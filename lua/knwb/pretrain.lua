@@ -135,10 +135,6 @@ function M.run(o)
   end
   -- A row of the batch: ids and, per masked object position (from 0), its target.
   local function next_row()
-    if P == 1 then
-      local s = train[next_index()]
-      return { ids = s.ids, objects = { [s.mask] = s.target } }
-    end
     local group = {}
     for j = 1, P do group[j] = train[next_index()] end
     return M.pack_row(group)
