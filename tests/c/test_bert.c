@@ -168,8 +168,19 @@ static void test_case(const char *name) {
             if (!g) continue;
             found++;
             /* key biases have an exactly zero true gradient (softmax ignores a shift shared by a
-             * row of scores), so the scale has an absolute floor of 1e-3 against float noise */
-            double ei = check_rel_err(grads + m->params[i].offset, g, m->params[i].numel, 1e-3);
+             * row of scores): what is computed is the rounding noise of terms that cancel, as
+             * large as the query bias's gradient times float epsilon, so that gradient's scale is
+             * the floor (the noise depends on the BLAS kernel the CPU gets) */
+            double floor = 1e-3;
+            const char *kb = strstr(m->params[i].name, "attention.self.key.bias");
+            if (kb) {
+                char qn[200], qref[200];
+                snprintf(qn, sizeof qn, "%.*squery.bias", (int)(kb - m->params[i].name + strlen("attention.self.")), m->params[i].name);
+                grad_name(m, exp, qn, qref, sizeof qref);
+                const float *gq = ref(exp, qref);
+                for (long j = 0; gq && j < m->params[i].numel; j++) floor = fmax(floor, fabs(gq[j]));
+            }
+            double ei = check_rel_err(grads + m->params[i].offset, g, m->params[i].numel, floor);
             if (ei > worst) { worst = ei; worst_name = m->params[i].name; }
             if (ei > ACT_TOL) { bad++; printf("  grad %s rel err %.2e\n", m->params[i].name, ei); }
         }
