@@ -239,7 +239,8 @@ def run_case(c, out_root):
     extra        fn(cfg) -> [(file name, tensor)] stored but not part of the model
     save         fn(out_dir, file_tensors, c) writing the weights (default model.safetensors)
     dtype_of     canonical name -> stored dtype; poke_values; upcast_params (see gen_fixtures)
-    intervene    (layer, [zeroed neurons], [doubled neurons]) at the mask position"""
+    intervene    (layer, [zeroed neurons], [doubled neurons]) at the mask position
+    pick_targets [rank per row]: choose each row's target from the model (see above)"""
     name = c["name"]
     out_dir = os.path.join(out_root, name)
     os.makedirs(out_dir, exist_ok=True)
@@ -272,10 +273,19 @@ def run_case(c, out_root):
     write_vocab(os.path.join(out_dir, "vocab.txt"), V)
 
     inp = c["inputs"]
-    write_json(os.path.join(out_dir, "inputs.json"), inp)
     ids = torch.tensor(inp["input_ids"], dtype=torch.long)
     tt = torch.tensor(inp["token_type_ids"], dtype=torch.long)
     am = torch.tensor(inp["attention_mask"], dtype=torch.long)
+    if "pick_targets" in c:
+        # target[b] = the token of rank pick_targets[b] (0 = most likely) at row b's mask
+        # position under the float64 model, and mlm_labels there = target
+        with torch.no_grad():
+            lg0 = forward({n: t.double() for n, t in upcast.items()}, cfg, ids, tt, am)[0]
+        inp["target"] = [int(torch.argsort(lg0[b, inp["mask_pos"][b]], descending=True)[k])
+                         for b, k in enumerate(c["pick_targets"])]
+        for b, mp_b in enumerate(inp["mask_pos"]):
+            inp["mlm_labels"][b][mp_b] = inp["target"][b]
+    write_json(os.path.join(out_dir, "inputs.json"), inp)
     labels = torch.tensor(inp["mlm_labels"], dtype=torch.long)
     mask_pos, target = inp["mask_pos"], inp["target"]
     B, T = ids.shape
