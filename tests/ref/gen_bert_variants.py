@@ -81,7 +81,7 @@ def make_inputs(seed, V):
 
 def base(name, seed, **kw):
     c = {"name": name, "seed": seed,
-         "layers": 2, "hidden": 20, "heads": 4, "ffn": 36, "vocab": 43, "max_pos": 16, "type_vocab": 2,
+         "layers": 2, "hidden": 16, "heads": 4, "ffn": 28, "vocab": 37, "max_pos": 12, "type_vocab": 2,
          "eps": 1e-12, "old_ln": False, "decoder": False,
          "pick_targets": [0, 2], "intervene": (1, [3, 7], [11])}
     c.update(kw)
@@ -181,7 +181,7 @@ CASES = [
     base("bert_i64pos", 1202, extra=i64pos_extra),
     base("bert_noprefix", 1203, rename=drop_bert_prefix),
     base("bert_decbias", 1204, rename=decoder_bias_name),
-    base("bert_gelu_new", 1205, hidden_act="gelu_new", hidden=24, heads=3, ffn=44),
+    base("bert_gelu_new", 1205, hidden_act="gelu_new", hidden=18, heads=3, ffn=30),
     base("bert_relu", 1206, hidden_act="relu", eps=1e-5),
     base("bert_f16", 1207, torch_dtype="float16", dtype_of=lambda n: torch.float16),
     base("bert_sharded", 1208, save=save_sharded),
