@@ -103,10 +103,14 @@ void glu_backward(enum kn_act kind, float *dgate, float *dup, const float *dact,
  * Precision: inv_freq, the angles and the tables are float32 values rounded exactly where HF's
  * float32 tensors round them (HF builds inv_freq in float32 from an int64 arange, multiplies by
  * float32 positions, takes float32 cos/sin), with only pow, cos and sin evaluated in double and
- * rounded once. We do not compute the "exact" angle in double: the checkpoints were trained,
- * and HF runs them, with these float32 angles, and at long positions the two differ by far more
- * than a rounding step (pos * inv_freq rounded to float32 is off by up to pos * 2^-24 radians,
- * 4e-3 rad at position 65535), so the float32 recipe is the model's own positional function. */
+ * rounded once (so correctly rounded). We do not compute the "exact" angle in double: the
+ * checkpoints were trained, and HF runs them, with these float32 angles, and at long positions
+ * the two differ by far more than a rounding step (pos * inv_freq rounded to float32 is off by
+ * up to pos * 2^-24 radians, 4e-3 rad at position 65535; measured on the test cases: cos
+ * tables 1e-3 apart at position 131071), so the float32 recipe is the model's own positional
+ * function. What remains: torch's float32 pow is not always correctly rounded, so an HF
+ * inv_freq entry can sit 1 ulp from ours (seen once in 39 test entries, a near-tie), which moves
+ * that frequency's angle by pos * 1 ulp; cos/sin match HF's to 6e-8 given the same inv_freq. */
 
 enum kn_rope_type { KN_ROPE_DEFAULT, KN_ROPE_LINEAR, KN_ROPE_LLAMA3 };
 
