@@ -97,38 +97,49 @@ const char *kn_act_name(enum kn_act kind) {
 void act_forward(enum kn_act kind, float *out, const float *inp, long n) {
     switch (kind) {
     case KN_ACT_GELU_ERF: gelu_forward(out, inp, n); break;
-    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) { out[i] = gelu_tanh(inp[i]); } break;
-    case KN_ACT_RELU: for (long i = 0; i < n; i++) { out[i] = relu(inp[i]); } break;
-    case KN_ACT_SILU: for (long i = 0; i < n; i++) { out[i] = silu(inp[i]); } break;
+    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]); break;
+    case KN_ACT_RELU: for (long i = 0; i < n; i++) out[i] = relu(inp[i]); break;
+    case KN_ACT_SILU: for (long i = 0; i < n; i++) out[i] = silu(inp[i]); break;
     }
 }
 
 void act_backward(enum kn_act kind, float *dinp, const float *dout, const float *inp, long n) {
     switch (kind) {
     case KN_ACT_GELU_ERF: gelu_backward(dinp, dout, inp, n); break;
-    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) { dinp[i] += dout[i] * gelu_tanh_grad(inp[i]); } break;
-    case KN_ACT_RELU: for (long i = 0; i < n; i++) { dinp[i] += dout[i] * relu_grad(inp[i]); } break;
-    case KN_ACT_SILU: for (long i = 0; i < n; i++) { dinp[i] += dout[i] * silu_grad(inp[i]); } break;
+    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]); break;
+    case KN_ACT_RELU: for (long i = 0; i < n; i++) dinp[i] += dout[i] * relu_grad(inp[i]); break;
+    case KN_ACT_SILU: for (long i = 0; i < n; i++) dinp[i] += dout[i] * silu_grad(inp[i]); break;
     }
 }
 
 /* ---------------------------------------------------------------- gated (GLU) */
+/* One loop per kind, each the same two lines with that kind's scalar forms. */
+
+#define GLU_FORWARD_LOOP(f) \
+    for (long i = 0; i < n; i++) act[i] = f(gate[i]) * up[i]
+
+#define GLU_BACKWARD_LOOP(f, f_grad)                  \
+    for (long i = 0; i < n; i++) {                    \
+        float g = gate[i];                            \
+        dgate[i] += dact[i] * up[i] * f_grad(g);      \
+        dup[i] += dact[i] * f(g);                     \
+    }
 
 void glu_forward(enum kn_act kind, float *act, const float *gate, const float *up, long n) {
     switch (kind) {
-    case KN_ACT_GELU_ERF: for (long i = 0; i < n; i++) { act[i] = gelu_erf(gate[i]) * up[i]; } break;
-    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) { act[i] = gelu_tanh(gate[i]) * up[i]; } break;
-    case KN_ACT_RELU: for (long i = 0; i < n; i++) { act[i] = relu(gate[i]) * up[i]; } break;
-    case KN_ACT_SILU: for (long i = 0; i < n; i++) { act[i] = silu(gate[i]) * up[i]; } break;
+    case KN_ACT_GELU_ERF: GLU_FORWARD_LOOP(gelu_erf); break;
+    case KN_ACT_GELU_TANH: GLU_FORWARD_LOOP(gelu_tanh); break;
+    case KN_ACT_RELU: GLU_FORWARD_LOOP(relu); break;
+    case KN_ACT_SILU: GLU_FORWARD_LOOP(silu); break;
     }
 }
 
 void glu_backward(enum kn_act kind, float *dgate, float *dup, const float *dact,
                   const float *gate, const float *up, long n) {
     switch (kind) {
-    case KN_ACT_GELU_ERF: for (long i = 0; i < n; i++) { float g = gate[i]; dgate[i] += dact[i] * up[i] * gelu_erf_grad(g); dup[i] += dact[i] * gelu_erf(g); } break;
-    case KN_ACT_GELU_TANH: for (long i = 0; i < n; i++) { float g = gate[i]; dgate[i] += dact[i] * up[i] * gelu_tanh_grad(g); dup[i] += dact[i] * gelu_tanh(g); } break;
-    case KN_ACT_RELU: for (long i = 0; i < n; i++) { float g = gate[i]; dgate[i] += dact[i] * up[i] * relu_grad(g); dup[i] += dact[i] * relu(g); } break;
-    case KN_ACT_SILU: for (long i = 0; i < n; i++) { float g = gate[i]; dgate[i] += dact[i] * up[i] * silu_grad(g); dup[i] += dact[i] * silu(g); } break;
+    case KN_ACT_GELU_ERF: GLU_BACKWARD_LOOP(gelu_erf, gelu_erf_grad); break;
+    case KN_ACT_GELU_TANH: GLU_BACKWARD_LOOP(gelu_tanh, gelu_tanh_grad); break;
+    case KN_ACT_RELU: GLU_BACKWARD_LOOP(relu, relu_grad); break;
+    case KN_ACT_SILU: GLU_BACKWARD_LOOP(silu, silu_grad); break;
     }
 }
