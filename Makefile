@@ -37,11 +37,11 @@ knwb: $(LUA_OBJ) $(B)/libknwbcore.a
 	$(CC) $(CFLAGS) -o $@ $(LUA_OBJ) $(B)/libknwbcore.a $(LDLIBS)
 
 # C tests: one binary per tests/c/test_*.c, built normally and with ASan+UBSan.
-$(B)/tests/%: tests/c/%.c tests/c/check.h $(B)/libknwbcore.a
+$(B)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libknwbcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Icore -Itests/c -o $@ $< $(B)/libknwbcore.a $(LDLIBS)
 
-$(B)/asan/tests/%: tests/c/%.c tests/c/check.h $(CORE_SRC) $(wildcard core/*.h) | $(B)/.deps
+$(B)/asan/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(CORE_SRC) $(wildcard core/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) -Icore -Itests/c -o $@ $< $(CORE_SRC) $(LDLIBS)
 
@@ -77,6 +77,7 @@ neurons: knwb
 ref:
 	@sh scripts/deps.sh ref
 	/usr/bin/python3 tests/ref/gen_fixtures.py
+	/usr/bin/python3 tests/ref/gen_kernels.py
 
 clean:
 	rm -rf $(B) knwb
