@@ -331,5 +331,58 @@ do
   check.eq(kio.stat(st.dir), "directory", "the attribution store makes its folder without a shell (issue 13.8)")
 end
 
+print("# integers are range-checked in one helper (issue 13.11)")
+do
+  check.err(function() m:token(2 ^ 32 + 5) end, "bad argument #1 to 'token' (token id 4294967301 out of range [0, 97))",
+    "model:token(2^32 + 5) names the argument and the range")
+  check.err(function() m:token(1.5) end, "number has no integer representation", "a fractional token id is refused")
+  check.err(function() m:embedding(-1) end, "token id -1 out of range [0, 97)", "model:embedding(-1)")
+  check.err(function() m:slot_rank(0, 0, (1 << 32) + 1) end, "token id 4294967297 out of range [0, 97)", "model:slot_rank with 2^32 + 1")
+  local it = m:item("w1 [MASK]", "w5")
+  check.err(function() m:score({ { ids = it.ids, mask = (1 << 32) + 1, target = 5 } }) end,
+    "field 'mask' 4294967297 out of range [-2147483648, 2147483648)", "an item's mask beyond int range")
+  check.err(function() m:score({ { ids = { 2, (1 << 32) + 6, 3 }, mask = 1 } }) end, "item 1 ids[2] 4294967302 out of range",
+    "an id beyond int range in a list")
+  check.err(function() m:score({ it }, { interventions = { { layer = 0, pos = (1 << 32) + 1 } } }) end,
+    "intervention 1: position 4294967297 out of range [0, 16)", "an intervention position beyond int range")
+  check.err(function() m:score({ it }, { topk = 1 << 40 }) end, "field 'topk' 1099511627776 out of range", "topk beyond int range")
+  local s = m:capture({ it })[1]
+  check.err(function() s:get((1 << 32), 0) end, "layer 4294967296 out of range [0, 3)", "scores:get with 2^32")
+  check.err(function() s:row(-(1 << 40)) end, "layer -1099511627776 out of range [0, 3)", "scores:row with -2^40")
+  check.err(function() knwb.create({ hidden_size = 8, num_hidden_layers = (1 << 32) + 1, num_attention_heads = 2, intermediate_size = 8 }) end,
+    "field 'num_hidden_layers' 4294967297 out of range", "a config size beyond int range is refused, not wrapped to 1")
+  check.err(function() knwb.create({ hidden_size = 8, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 8 }, -1) end,
+    "seed -1 out of range", "a negative seed")
+end
+
+print("# NUL bytes are refused at the C boundary (issues 13.7, 12.7)")
+do
+  check.err(function() knwb.load("tests/fixtures/ref/odd\0/x") end, "model folder has a NUL byte at offset 22", "a model path with a NUL byte")
+  check.err(function() m:tokenize("w1\0w2") end, "bad argument #1 to 'tokenize' (text has a NUL byte at offset 2", "tokenize: text with a NUL")
+  check.err(function() m:item("w1 [MASK]\0 w2", "w5") end, "prompt has a NUL byte at offset 9", "a prompt with a NUL is refused, not cut")
+  check.err(function() m:prob("w1 [MASK]", "w5\0w6") end, "word has a NUL byte at offset 2", "a target with a NUL")
+  check.err(function() m:save(tmp .. "/saved\0x") end, "model folder has a NUL byte", "model:save to a path with a NUL")
+  local it = m:item("w1 [MASK]", "w5")
+  check.err(function() m:score({ it }, { interventions = { { layer = 0, op = "set\0x" } } }) end, "intervention 1: op has a NUL byte at offset 3",
+    "an intervention op with a NUL")
+  check.err(function() m:attribute(m:item("w1 [MASK]", "w5"), { quadrature = "left\0x" }) end, "quadrature has a NUL byte at offset 4",
+    "a quadrature name with a NUL")
+end
+
+print("# a target that tokenizes to one token is accepted (issue 12.6)")
+do
+  local vocab = tmp .. "/vocab.txt"
+  write(vocab, table.concat({ "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "paris", "is", "here", "l", "##yon", "the" }, "\n") .. "\n")
+  local u = knwb.create({ hidden_size = 8, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 8, max_position_embeddings = 16,
+    do_lower_case = true }, 7, vocab)
+  check.eq(u:id("Paris"), u:id("paris"), "model:id of \"Paris\" on an uncased model is paris")
+  local p1 = u:prob("[MASK] is here", "Paris")
+  check.eq(p1, (u:prob("[MASK] is here", "paris")), "model:prob accepts \"Paris\" (one token after normalisation)")
+  check.err(function() u:prob("[MASK] is here", "Lyon") end, "target \"Lyon\" is not a single token of the vocabulary (it tokenizes to l | ##yon)",
+    "a target of two pieces names them")
+  check.err(function() u:prob("[MASK] is here", "Rome") end, "(it tokenizes to [UNK])", "an unknown target names [UNK]")
+  check.eq(u:id("##yon"), 9, "a vocabulary entry is found as written")
+end
+
 os.execute("rm -rf -- " .. q(tmp))
 check.done()
