@@ -48,6 +48,9 @@ N.items_of = items_of
 function N.compute(model, set, cfg)
   local a, rf = cfg.attribution, cfg.refine
   local store = attribution.open(a.cache, model)
+  -- under mpirun the prompts are attributed by every rank first (the other ranks end there)
+  local shard = require "knwb.shard"
+  if shard.active() then store = shard.distribute(model, set, cfg, store, items_of) end
   local total = 0
   for _, r in ipairs(set.relations) do
     for _, f in ipairs(r.facts) do total = total + #facts.prompts(r, f, cfg.facts.split) end
