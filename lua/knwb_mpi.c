@@ -25,6 +25,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <lua.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,13 @@ static void finalize(void) {
     g_started = 0;
 }
 
+/* mpi.die(): SIGKILL to this process, for the tests of a rank lost mid-run. */
+static int l_die(lua_State *L) {
+    (void)L;
+    raise(SIGKILL);
+    return 0;
+}
+
 static int l_finalize(lua_State *L) { (void)L; finalize(); return 0; }
 
 /* Called by the host when the script has ended: a failed rank ends the whole job. */
@@ -308,7 +316,7 @@ static const luaL_Reg funcs[] = {
     { "init", l_init }, { "rank", l_rank }, { "size", l_size }, { "available", l_available },
     { "host", l_host }, { "send", l_send }, { "recv", l_recv }, { "barrier", l_barrier },
     { "abort", l_abort }, { "finalize", l_finalize }, { "poll", l_poll }, { "isend", l_isend },
-    { "local_size", l_local_size }, { "cores", l_cores }, { "blas_threads", l_blas_threads }, { NULL, NULL },
+    { "local_size", l_local_size }, { "die", l_die }, { "cores", l_cores }, { "blas_threads", l_blas_threads }, { NULL, NULL },
 };
 static const luaL_Reg request_methods[] = { { "test", r_test }, { "wait", r_wait }, { NULL, NULL } };
 

@@ -54,6 +54,8 @@ function N.compute(model, set, cfg)
   local store = attribution.open(a.cache, model)
   -- under mpirun the prompts are attributed by every rank first (the other ranks end there)
   local shard = require "knwb.shard"
+  if shard.slice then shard.run_slice(model, set, cfg, items_of) end  -- a --shard task ends there
+  shard.check_merge(model, store, set, cfg, items_of)
   if shard.active() then store = shard.distribute(model, set, cfg, store, items_of) end
   local total = 0
   for _, r in ipairs(set.relations) do

@@ -257,6 +257,9 @@ function Run:provenance(info)
     environment = env,
     lua = _VERSION,
     experiment = self.experiment,
+    -- MPI ranks that shared the work (the run directory is otherwise the same for any number)
+    ranks = select(2, require("knwb.shard").start()),
+    host = require("knwb.mpi").host(),
   }
   for k, v in pairs(info or {}) do p[k] = v end
   return self:write_json("provenance.json", p)

@@ -18,6 +18,14 @@ local M = {}
 
 local REQ, ASSIGN, RESULT, DONE = 1, 2, 3, 4
 
+-- A refusal of the command line's request: the message (from rank 0 only) and exit status 2,
+-- no traceback, as for config errors.
+local function refuse(msg)
+  local script = arg and arg[0] and arg[0]:match("([^/]+)%.lua$") or "knwb"
+  if (M.rank or 0) == 0 then io.stderr:write(script, ": ", msg, "\n") end
+  os.exit(2)
+end
+
 --- shard.start() -> rank, size: starts MPI when launched by mpirun/srun and gives each rank its
 --- share of the cores for OpenBLAS (OPENBLAS_NUM_THREADS, when set, is left as it is).
 function M.start()
@@ -30,10 +38,39 @@ function M.start()
   return M.rank, M.size
 end
 
---- shard.worker() -> whether this process is an MPI rank other than 0.
+--- shard.configure{shard = "K/N" | nil, merge = bool, cache = store folder}: the command line's
+--- --shard and --merge (cli.lua calls it). Without --shard, SLURM_ARRAY_TASK_ID and
+--- SLURM_ARRAY_TASK_COUNT (a Slurm job array) give the slice.
+function M.configure(o)
+  M.slice, M.merge = nil, o.merge and true or false
+  local spec, from = o.shard, "--shard"
+  local id, count = os.getenv("SLURM_ARRAY_TASK_ID"), os.getenv("SLURM_ARRAY_TASK_COUNT")
+  if not spec and id and count and not M.merge then
+    local min, step = tonumber(os.getenv("SLURM_ARRAY_TASK_MIN") or "0"), tonumber(os.getenv("SLURM_ARRAY_TASK_STEP") or "1")
+    local i = tonumber(id)
+    if not (i and min and step and step > 0) then
+      error(("SLURM_ARRAY_TASK_ID=%s: not a task number"):format(id), 0)
+    end
+    spec, from = ("%d/%s"):format((i - min) // step + 1, count), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
+  end
+  if not spec then return end
+  local k, n = spec:match("^(%d+)/(%d+)$")
+  k, n = math.tointeger(tonumber(k)), math.tointeger(tonumber(n))
+  if not k or not n then error(("%s %s: expected K/N, two whole numbers, e.g. --shard 1/4"):format(from, spec), 0) end
+  if n < 1 or n > 100000 then error(("%s %s: N must be in 1..100000"):format(from, spec), 0) end
+  if k < 1 or k > n then error(("%s %s: K must be in 1..%d (the slices are numbered from 1)"):format(from, spec, n), 0) end
+  if M.merge then error("--shard and --merge: choose one (the shards attribute, the merge reads them)", 0) end
+  if not o.cache or o.cache == "" then
+    error(("%s %s needs attribution.cache, a folder all the tasks share"):format(from, spec), 0)
+  end
+  M.slice = { k = k, n = n, from = from }
+end
+
+--- shard.worker() -> whether this process writes no run directory: an MPI rank other than 0, or
+--- a --shard K/N task (its scores go to the shared store only).
 function M.worker()
   local rank = M.start()
-  return rank ~= 0
+  return rank ~= 0 or M.slice ~= nil
 end
 
 --- shard.scratch_dir() -> a folder for a worker's would-be run files, removed when it leaves.
@@ -69,10 +106,10 @@ end
 
 -- A unit's result on the wire: a JSON line (per item: keys and the info numbers), then the raw
 -- float32 bytes of each item's IG and activation scores, in order.
-local function encode_result(u, store, a, results)
+local function encode_result(u, results)
   local head, blobs = { unit = u, items = {} }, {}
-  for j, res in ipairs(results) do
-    head.items[j] = { p_full = res.info.p_full, delta = res.info.delta, p_zero = res.info.p_zero }
+  for i, res in ipairs(results) do
+    head.items[i] = { j = res.j, p_full = res.info.p_full, delta = res.info.delta, p_zero = res.info.p_zero }
     blobs[#blobs + 1] = res.ig:tobytes()
     blobs[#blobs + 1] = res.act:tobytes()
   end
@@ -84,11 +121,11 @@ local function decode_result(msg, L, F)
   local head = json.decode(msg:sub(1, nl - 1), "mpi result")
   local rec, pos, out = 4 * L * F, nl + 1, {}
   local core = require "knwb.core"
-  for j, info in ipairs(head.items) do
+  for i, info in ipairs(head.items) do
     local ig = core.scores(L, F, msg:sub(pos, pos + rec - 1))
     local act = core.scores(L, F, msg:sub(pos + rec, pos + 2 * rec - 1))
     pos = pos + 2 * rec
-    out[j] = { ig = ig, act = act, info = info }
+    out[i] = { j = info.j, ig = ig, act = act, info = { p_full = info.p_full, delta = info.delta, p_zero = info.p_zero } }
   end
   assert(pos == #msg + 1, "mpi result: length does not match its items")
   return head.unit, out
@@ -105,14 +142,24 @@ local function work(model, units, a)
     if msg == "stop" then
       stopped = true
     else
-      local u = math.tointeger(tonumber(msg))
+      -- "u j1,j2,...": the unit and the prompts of it that the store lacks
+      local us, js = msg:match("^(%d+) ([%d,]+)$")
+      local u = math.tointeger(tonumber(us))
       local results = {}
-      for j, it in ipairs(units[u].items) do
-        local ig, act, info = scratch:attribute(model, it, a)
-        results[j] = { ig = ig, act = act, info = info }
+      for jt in js:gmatch("%d+") do
+        local j = math.tointeger(tonumber(jt))
+        local ig, act, info = scratch:attribute(model, units[u].items[j], a)
+        results[#results + 1] = { j = j, ig = ig, act = act, info = info }
         computed = computed + 1
       end
-      sends[#sends + 1] = mpi.isend(0, RESULT, encode_result(u, scratch, a, results))
+      sends[#sends + 1] = mpi.isend(0, RESULT, encode_result(u, results))
+      M.units_done = (M.units_done or 0) + 1
+      -- tests: a rank lost mid-run (SIGKILL, no goodbye)
+      local die = math.tointeger(tonumber(os.getenv("KNWB_TEST_DIE_AFTER_UNITS") or ""))
+      if die and M.units_done >= die then
+        for _, r in ipairs(sends) do r:wait() end
+        mpi.die()
+      end
       if not stopped then mpi.send(0, REQ, ""); outstanding = outstanding + 1 end
     end
     for i = #sends, 1, -1 do if sends[i]:test() then table.remove(sends, i) end end
@@ -132,8 +179,8 @@ function M.distribute(model, set, cfg, store, items_of)
   local a = cfg.attribution
   local units = units_of(model, set, cfg, items_of)
   if size > #units then
-    error(("attribute: %d MPI ranks for %d facts: start at most %d ranks (mpirun -np %d)"):format(size, #units,
-      math.max(#units, 1), math.max(#units, 1)), 0)
+    refuse(("%d MPI ranks for %d facts: start at most %d ranks (mpirun -np %d)"):format(size, #units,
+      math.max(#units, 1), math.max(#units, 1)))
   end
   if rank ~= 0 then work(model, units, a) end
 
@@ -144,24 +191,26 @@ function M.distribute(model, set, cfg, store, items_of)
   local function keep(kig, ig, act, info)
     remote[kig] = store.dir and true or { ig = ig, act = act, info = info }
   end
-  local todo = {}
+  -- the units with prompts the store lacks, and which (a unit half done by a lost rank is finished,
+  -- not redone)
+  local todo, need, total = {}, {}, 0
   for u, unit in ipairs(units) do
-    for _, it in ipairs(unit.items) do
+    for j, it in ipairs(unit.items) do
       if not (store:get(store:key(it, "ig", a)) and store:get(store:key(it, "activation", {}))) then
-        todo[#todo + 1] = u
-        break
+        if not need[u] then need[u] = {}; todo[#todo + 1] = u end
+        table.insert(need[u], j)
+        total = total + 1
       end
     end
   end
-  local total = 0
-  for _, u in ipairs(todo) do total = total + #units[u].items end
   local bar = progress.new(("attribute (%d ranks)"):format(size), total, { unit = "prompts" })
   local next_u, waiting, done, remote_computed = 1, 0, 0, 0
 
   local function handle(msg, src, tag)
     if tag == REQ then
       if next_u <= #todo then
-        mpi.send(src, ASSIGN, tostring(todo[next_u]))
+        local u = todo[next_u]
+        mpi.send(src, ASSIGN, u .. " " .. table.concat(need[u], ","))
         next_u = next_u + 1
         waiting = waiting + 1
       else
@@ -169,8 +218,8 @@ function M.distribute(model, set, cfg, store, items_of)
       end
     elseif tag == RESULT then
       local u, results = decode_result(msg, L, F)
-      for j, it in ipairs(units[u].items) do
-        local res = results[j]
+      for _, res in ipairs(results) do
+        local it = units[u].items[res.j]
         local kig = store:key(it, "ig", a)
         store:put(store:key(it, "activation", {}), res.act)
         store:put(kig, res.ig, res.info)
@@ -194,7 +243,8 @@ function M.distribute(model, set, cfg, store, items_of)
   while next_u <= #todo do
     local u = todo[next_u]
     next_u = next_u + 1
-    for _, it in ipairs(units[u].items) do
+    for _, j in ipairs(need[u]) do
+      local it = units[u].items[j]
       local ig, act, info = store:attribute(model, it, a)
       store.misses = store.misses - 1  -- counted once below, with the remote ones, when read back
       keep(store:key(it, "ig", a), ig, act, info)
@@ -228,6 +278,55 @@ function M.distribute(model, set, cfg, store, items_of)
   end
   M.last = { ranks = size, remote_prompts = remote_computed }
   return served
+end
+
+--- shard.run_slice(model, set, cfg, items_of): a --shard K/N task: attributes facts K, K+N,
+--- K+2N... (in the set's order) into the shared store, as writer "shard-K-of-N", and ends the
+--- process. Facts already in the store are skipped, so a lost task is simply run again.
+function M.run_slice(model, set, cfg, items_of)
+  local sl, a = M.slice, cfg.attribution
+  if M.active() then refuse("--shard under mpirun: use one or the other (mpirun shares the work by itself)") end
+  local store = attribution.open(a.cache, model, { writer = ("shard-%d-of-%d"):format(sl.k, sl.n) })
+  if not store.dir then refuse("--shard: the model has edits in force, so its scores cannot be stored") end
+  local units = units_of(model, set, cfg, items_of)
+  local mine, total = {}, 0
+  for u = sl.k, #units, sl.n do mine[#mine + 1] = u; total = total + #units[u].items end
+  local bar = progress.new(("attribute (slice %d/%d)"):format(sl.k, sl.n), total, { unit = "prompts" })
+  for _, u in ipairs(mine) do
+    for _, it in ipairs(units[u].items) do
+      store:attribute(model, it, a)
+      bar:step()
+    end
+  end
+  bar:done()
+  io.stderr:write(("attribute: slice %d/%d: %d facts, %d prompts (%d computed, %d already stored) in %s\n"):format(sl.k, sl.n,
+    #mine, total, store.misses, store.hits, store.dir))
+  io.stderr:write("attribute: when every slice is done, run the same command without --shard (or with --merge) for the run directory\n")
+  remove_scratch()
+  os.exit(0, true)
+end
+
+--- shard.check_merge(store, set, cfg, items_of): with --merge, every prompt's scores must be in
+--- the store already; otherwise an error naming how many are missing and the first facts.
+function M.check_merge(model, store, set, cfg, items_of)
+  if not M.merge then return end
+  local a = cfg.attribution
+  local missing, total, first = 0, 0, {}
+  for _, unit in ipairs(units_of(model, set, cfg, items_of)) do
+    local named = false
+    for _, it in ipairs(unit.items) do
+      total = total + 1
+      if not (store.entries[store:key(it, "ig", a)] and store.entries[store:key(it, "activation", {})]) then
+        missing = missing + 1
+        if not named and #first < 3 then first[#first + 1] = ("%s %s"):format(unit.relation.id, unit.fact.subject) end
+        named = true
+      end
+    end
+  end
+  if missing > 0 then
+    refuse(("--merge: %d of %d prompts have no scores in %s (facts such as %s): run the missing --shard tasks, or run without --merge to compute them")
+      :format(missing, total, store.dir or "the store (attribution.cache is not set)", table.concat(first, "; ")))
+  end
 end
 
 return M
