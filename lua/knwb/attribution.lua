@@ -87,8 +87,15 @@ local function read_index(s, index_path, bin_path)
             and math.type(e.offset) == "integer" and e.offset >= 0 and size >= rec and e.offset <= size - rec
             and type(e.sum) == "string" and #e.sum == 16 then
           e.bin = bin_path
-          -- one record per key: the first writer's (every copy holds the same numbers)
-          if not s.entries[e.key] then s.entries[e.key] = e end
+          -- one record per key is used: the first that passes the checks of Store:get (every
+          -- copy holds the same numbers; a later copy is the recomputation of a corrupt one)
+          local first = s.entries[e.key]
+          if not first then
+            s.entries[e.key] = e
+          else
+            first.copies = first.copies or {}
+            first.copies[#first.copies + 1] = e
+          end
         else
           s.dropped = s.dropped + 1
         end
@@ -137,15 +144,20 @@ end
 -- The stored scores of key and their index entry, or nil when there are none or they fail a
 -- check (then counted in self.recomputed, and the entry forgotten).
 function Store:get(key)
-  local e = self.entries[key]
-  if not e then return nil end
-  local ok, bytes = pcall(kio.read_at, e.bin or self.bin_path, e.offset, 4 * self.L * self.F)
-  if not ok or record_sum(key, bytes) ~= e.sum or kio.first_nonfinite(bytes) or not finite_info(e, self.L) then
-    self.entries[key] = nil
-    self.recomputed = self.recomputed + 1
-    return nil
+  local first = self.entries[key]
+  if not first then return nil end
+  local n = 1 + (first.copies and #first.copies or 0)
+  for i = 1, n do
+    local e = i == 1 and first or first.copies[i - 1]
+    local ok, bytes = pcall(kio.read_at, e.bin or self.bin_path, e.offset, 4 * self.L * self.F)
+    if ok and record_sum(key, bytes) == e.sum and not kio.first_nonfinite(bytes) and finite_info(e, self.L) then
+      if i > 1 then self.entries[key] = e end
+      return core.scores(self.L, self.F, bytes), e
+    end
   end
-  return core.scores(self.L, self.F, bytes), e
+  self.entries[key] = nil
+  self.recomputed = self.recomputed + 1
+  return nil
 end
 
 function Store:put(key, scores, extra)

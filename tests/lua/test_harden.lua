@@ -227,6 +227,11 @@ do
   -- an entry of an older store, without a checksum
   reindex(function(_, e) if e.key == ig2_key then e.sum = nil end end)
   fresh(ig2, it2, "an entry without a checksum", "dropped", 1)
+  -- a corrupt record recomputed once: the next run finds the good copy, and recomputes nothing
+  reindex(function() end)
+  write(s.bin_path, bin:sub(1, off) .. string.char((bin:byte(off + 1) + 1) % 256) .. bin:sub(off + 2))
+  fresh(ig2, it2, "a flipped byte, first run", "recomputed", 1)
+  fresh(ig2, it2, "a flipped byte, second run (the recomputed copy is used)", "recomputed", 0)
   -- the first prompt was reused throughout
   local again = attribution.open(dir, m)
   again:attribute(m, it1, o)
