@@ -395,5 +395,32 @@ do
   check.eq(u:id("##yon"), 9, "a vocabulary entry is found as written")
 end
 
+print("# end to end: attribute.lua over a corrupted store, an option-like cache name, a NUL in a config")
+do
+  local base = ("--set model=tests/fixtures/ref/odd --set facts.facts=tests/fixtures/facts/odd3.tsv "
+    .. "--set facts.templates=tests/fixtures/facts/odd3_templates.yaml --set attribution.cache=%s"):format(q(tmp .. "/e2e-cache"))
+  local ok, _, err = runs.knwb(tmp, "experiments/attribute.lua", base .. " --out " .. q(tmp .. "/e2e-1"))
+  if not check.ok(ok, "attribute.lua runs") then print(err) end
+  local sdir
+  for _, name in ipairs(kio.list(tmp .. "/e2e-cache")) do sdir = tmp .. "/e2e-cache/" .. name end
+  local bin = kio.read_file(sdir .. "/scores.bin", 1 << 26)
+  write(sdir .. "/scores.bin", string.char((bin:byte(1) + 1) % 256) .. bin:sub(2))
+  ok, _, err = runs.knwb(tmp, "experiments/attribute.lua", base .. " --out " .. q(tmp .. "/e2e-2"))
+  check.ok(ok, "a second run over a corrupted record runs")
+  local summary = json.decode(kio.read_file(tmp .. "/e2e-2/summary.json", 1 << 24))
+  check.eq(summary.recomputed, 1, "summary.json says one stored record was recomputed")
+  check.eq(kio.read_file(tmp .. "/e2e-2/neurons.jsonl", 1 << 24), kio.read_file(tmp .. "/e2e-1/neurons.jsonl", 1 << 24),
+    "... and the neurons are the same as the first run's")
+  ok, _, err = runs.knwb(tmp, "experiments/attribute.lua", base:gsub("attribution.cache=%S+", "attribution.cache=--version")
+    .. " --out " .. q(tmp .. "/e2e-3"))
+  check.ok(ok and kio.stat("--version") == "directory", "--set attribution.cache=--version makes a folder, no shell (%s)",
+    (err:gsub("\n.*", "")))
+  os.execute("rm -rf -- ./--version")
+  write(tmp .. "/nul.yaml", 'model: "tests/fixtures/ref/odd\\0/x"\n')
+  ok, _, err = runs.knwb(tmp, "experiments/attribute.lua", q(tmp .. "/nul.yaml") .. " --out " .. q(tmp .. "/e2e-4"))
+  check.ok(not ok and err:find('nul.yaml:1:8: model: "tests/fixtures/ref/odd\\x00/x" has a NUL byte at offset 22', 1, true),
+    "a model path with a NUL in a config is refused at its line (%s)", (err:gsub("\n.*", "")))
+end
+
 os.execute("rm -rf -- " .. q(tmp))
 check.done()
