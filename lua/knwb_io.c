@@ -8,7 +8,8 @@
  *   append(path, data [, sync])       -> offset: all-or-nothing append (cut back on failure)
  *   mkdirs(path)                      mkdir -p without a shell
  *   list(dir)                         sorted names in a folder (no "." / "..")
- *   stat(path)                        -> "file" | "directory" | "other", size; or nil
+ *   stat(path)                        -> "file" | "directory" | "fifo" | "device" | "other", size;
+ *                                     or nil and the reason (symlinks followed)
  *   checksum(s)                       64-bit FNV-1a of s, 16 hex digits (record integrity)
  *   first_nonfinite(bytes)            index (0-based) of the first non-finite float32, or nil
  *   fail_after(n), ops()              fault injection (kn_io_fail_after / kn_io_ops) for tests
@@ -164,7 +165,8 @@ static int l_stat(lua_State *L) {
         lua_pushstring(L, strerror(errno));
         return 2;
     }
-    lua_pushstring(L, S_ISREG(sb.st_mode) ? "file" : S_ISDIR(sb.st_mode) ? "directory" : "other");
+    lua_pushstring(L, S_ISREG(sb.st_mode) ? "file" : S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "fifo"
+                      : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "device" : "other");
     lua_pushinteger(L, (lua_Integer)sb.st_size);
     return 2;
 }

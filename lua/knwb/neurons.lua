@@ -165,6 +165,13 @@ end
 --- (relation, subject, object); facts missing from the file are computed.
 function N.load_or_compute(model, set, cfg, path)
   if path and path ~= "" then
+    for _, p in ipairs { path, path .. ".meta.json" } do
+      local kind = kio.stat(p)
+      if kind and kind ~= "file" then
+        local what = ({ fifo = "a FIFO", device = "a device", directory = "a directory" })[kind] or "a special file"
+        error(("%s: not a regular file (%s); knwb reads only regular files"):format(p, what), 0)
+      end
+    end
     local meta
     if kio.stat(path .. ".meta.json") ~= nil then
       local mpath = path .. ".meta.json"
@@ -189,8 +196,12 @@ function N.load_or_compute(model, set, cfg, path)
       end
       if not missing then return out, path end
       io.stderr:write(string.format("neurons: %s lacks some facts of this set; computing them\n", path))
-    elseif meta or kio.stat(path) ~= nil then
-      io.stderr:write(string.format("neurons: %s belongs to another model (or has no .meta.json); computing\n", path))
+    elseif meta and meta.model_sha256 ~= hash then
+      io.stderr:write(string.format("neurons: %s belongs to another model (its .meta.json names other weights); computing\n", path))
+    elseif meta then
+      io.stderr:write(string.format("neurons: %s is missing (its .meta.json is there); computing\n", path))
+    elseif kio.stat(path) ~= nil then
+      io.stderr:write(string.format("neurons: %s has no .meta.json to say which model it belongs to; computing\n", path))
     end
   end
   local records = N.compute(model, set, cfg)

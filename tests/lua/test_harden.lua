@@ -71,6 +71,9 @@ do
   check.err(function() facts.load { facts = "data/facts.tsv", templates = fifo } end, "not a regular file (a FIFO)",
     "facts.load refuses a FIFO templates file")
   check.err(function() knwb.neurons.read(fifo) end, "not a regular file (a FIFO)", "neurons.read refuses a FIFO")
+  check.err(function() knwb.neurons.load_or_compute(nil, nil, nil, fifo) end, "fifo: not a regular file (a FIFO)",
+    "a neurons setting naming a FIFO is refused, not silently computed")
+  check.eq(kio.stat(fifo), "fifo", "knwb.io.stat names a FIFO")
   local yaml = require "knwb.yaml"
   check.err(function() yaml.load(fifo) end, "not a regular file (a FIFO)", "yaml.load refuses a FIFO")
   check.err(function() json.load("/dev/zero") end, "not a regular file (a device)", "json.load refuses /dev/zero")
