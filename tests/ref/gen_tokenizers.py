@@ -48,7 +48,7 @@ CORPUS = [
     "Die Hauptstadt von Deutschland ist Berlin. Die Straße ist größer als über München.",
     "¿Dónde está la estación? La capital de España es Madrid.",
     "Москва — столица России. Париж — столица Франции.",
-    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας. Ο δρόμος της πόλης είναι μεγάλος.",
     "北京是中国的首都。巴黎是法国的首都。",
     "東京は日本の首都です。パリはフランスの首都です。",
     "서울은 한국의 수도입니다.",
@@ -423,6 +423,17 @@ def make_llama2(d, name):
     for a, b in merges:
         vocab[a + b] = len(vocab)
     added = [added_token(0, "<unk>"), added_token(1, "<s>"), added_token(2, "</s>")]
+    metaspace = name == "llama2_metaspace"
+    # llama2_metaspace: the layout transformers writes for Llama with legacy=false (no
+    # normalizer, a Metaspace pre-tokenizer with prepend_scheme "first"), and add_eos_token
+    bos = [{"SpecialToken": {"id": "<s>", "type_id": 0}}]
+    eos = [{"SpecialToken": {"id": "</s>", "type_id": 0}}] if metaspace else []
+    eos1 = [{"SpecialToken": {"id": "</s>", "type_id": 1}}] if metaspace else []
+    single = bos + [{"Sequence": {"id": "A", "type_id": 0}}] + eos
+    pair = single + [{"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}] + eos1
+    special = {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+    if metaspace:
+        special["</s>"] = {"id": "</s>", "ids": [2], "tokens": ["</s>"]}
     tok = {
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
         "normalizer": {"type": "Sequence", "normalizers": [
@@ -430,11 +441,7 @@ def make_llama2(d, name):
             {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
         "pre_tokenizer": None,
         "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+            "type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": special},
         "decoder": {"type": "Sequence", "decoders": [
             {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
             {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
@@ -442,12 +449,16 @@ def make_llama2(d, name):
                   "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
                   "vocab": vocab, "merges": ["%s %s" % m for m in merges]},
     }
+    if metaspace:
+        tok["normalizer"] = None
+        tok["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                                "split": False}
     write_json(os.path.join(d, "tokenizer.json"), tok)
     write_json(os.path.join(d, "tokenizer_config.json"), {
-        "add_bos_token": True, "add_eos_token": False,
+        "add_bos_token": True, "add_eos_token": metaspace,
         "added_tokens_decoder": {str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip",
                                                                   "single_word", "special")} for t in added},
-        "bos_token": "<s>", "clean_up_tokenization_spaces": False, "eos_token": "</s>", "legacy": True,
+        "bos_token": "<s>", "clean_up_tokenization_spaces": False, "eos_token": "</s>", "legacy": not metaspace,
         "model_max_length": 4096, "pad_token": None, "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer",
         "unk_token": "<unk>", "use_default_system_prompt": False})
     return {"specials": ["<s>", "</s>", "<unk>"]}
@@ -457,7 +468,7 @@ CASES = [
     ("bert_uncased_noconfig", make_bert), ("bert_cased", make_bert), ("bert_lower_keep_accents", make_bert),
     ("bert_no_chinese_split", make_bert), ("bert_tokenizer_json_only", make_bert),
     ("gpt2", make_gpt2), ("gpt2_json", make_gpt2),
-    ("llama2_sp", make_llama2), ("llama3", make_llama3), ("qwen2", make_qwen2),
+    ("llama2_sp", make_llama2), ("llama2_metaspace", make_llama2), ("llama3", make_llama3), ("qwen2", make_qwen2),
 ]
 
 
@@ -478,7 +489,7 @@ def inputs_for(specials):
 
 
 def lossless(name):
-    return name in ("gpt2", "gpt2_json", "llama3", "llama2_sp")
+    return name in ("gpt2", "gpt2_json", "llama3", "llama2_sp", "llama2_metaspace")
 
 
 def build(name, tok, info):
@@ -503,7 +514,9 @@ def build(name, tok, info):
         has_special = any(s.encode() in data for s in info["specials"])
         if not has_special:
             dec = tok.decode(ids)
-            if lossless(name):
+            if name == "llama2_metaspace" and data.startswith(b" "):
+                assert dec == data[1:], (name, data, dec)  # one leading space is not recoverable
+            elif lossless(name):
                 assert dec == data, (name, data, dec)
             elif name == "qwen2":
                 assert dec == unicodedata.normalize("NFC", data.decode("utf-8", "surrogateescape")).encode(
@@ -539,7 +552,8 @@ def hand_checks(name, tok):
         assert T("a\x00b") == T("ab")  # clean_text drops NUL
     if name == "bert_uncased_noconfig":
         assert T("PARIS") == T("paris") and T("Paris") != ["[UNK]"]
-        assert T("ΟΔΟΣ") == T("οδοσ")  # char-by-char lowercase: no final sigma
+        # char-by-char lowercase: no final sigma (BertTokenizer, the slow one, would give ς)
+        assert T("ΟΔΟΣ") == T("οδοσ") == ["ο", "##δ", "##ο", "##σ"] and T("οδος") != T("οδοσ")
         assert T("caf\u00e9") == T("cafe")
     if name == "bert_cased":
         assert T("Paris") == ["Paris"] and T("paris") != ["Paris"]
@@ -572,6 +586,14 @@ def hand_checks(name, tok):
         assert T("🤖") == ["\u2581", "<0xF0>", "<0x9F>", "<0xA4>", "<0x96>"]
         assert T("  x")[0].startswith("\u2581\u2581") or T("  x")[:2] == ["\u2581", "\u2581"]
         assert tok.encode(b"\xff") == [tok.vocab["\u2581"], tok.vocab["<0xFF>"]]
+        assert T(" Paris") == ["\u2581\u2581", "Paris"]  # Prepend, then every space is another ▁
+        assert T("Hello </s> world")[1:4] == ["\u2581", "</s>", "\u2581\u2581"]
+    if name == "llama2_metaspace":
+        assert T("") == [] and tok.encode(b"", True) == [1, 2] and tok.encode(b"x", True)[-1] == 2
+        assert T(" Paris") == T("Paris") == ["\u2581Paris"]  # the space becomes the ▁; none prepended
+        assert T("<s>Hello")[:2] == ["<s>", "H"]  # "first": no ▁ after an added token
+        t = T("Hello </s> world")
+        assert t[2] == "</s>" and t[3].startswith("\u2581") and not t[3].startswith("\u2581\u2581")
 
 
 def crosscheck_decoder_fixtures():
