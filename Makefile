@@ -90,6 +90,7 @@ ref:
 	@sh scripts/deps.sh ref
 	/usr/bin/python3 tests/ref/gen_fixtures.py
 	/usr/bin/python3 tests/ref/gen_kernels.py
+	/usr/bin/python3 tests/ref/gen_tokenizers.py
 
 clean:
 	rm -rf $(B) knwb

@@ -7,7 +7,7 @@ need="gcc make pkg-config liblua5.4-dev libopenblas-dev libyaml-dev libjansson-d
 # extra packages for a target (e.g. `deps.sh data` for the fact builder's sources)
 case "${1:-}" in
   data) need="$need unicode-cldr-core wordnet-base iso-codes tzdata" ;;
-  ref)  need="$need python3-torch python3-numpy" ;;
+  ref)  need="$need python3-torch python3-numpy python3-regex" ;;
 esac
 missing=""
 for p in $need; do
