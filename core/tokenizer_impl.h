@@ -74,24 +74,30 @@ struct kn_tokenizer {
 
 /* ---- bpe.c ---- */
 typedef struct json_t json_t;
-/* Byte-level BPE from vocab.json + merges.txt (slow GPT2Tokenizer / Qwen2Tokenizer): fills
- * t->vocab and the model; `regex` is the pre-split pattern. */
-int kn_bpe_load_files(kn_tokenizer *t, const char *vocab_json, size_t vlen, const char *vocab_name,
-                      const char *merges, size_t mlen, const char *merges_name, const char *regex,
-                      int n_extra, kn_err *err);
-/* BPE from tokenizer.json's model, normalizer, pre_tokenizer and decoder (JSON objects); fills
- * t->vocab (sized for n_total ids) and t->kind. */
-int kn_bpe_load_json(kn_tokenizer *t, json_t *model, json_t *normalizer, json_t *pretok,
-                     json_t *decoder, int n_total, const char *file, kn_err *err);
+typedef struct { char *at; size_t n, cap; } kn_bytebuf;
+int kn_bytebuf_add(kn_bytebuf *b, const char *s, size_t n); /* -1 when out of memory */
+
+/* Makes t->bpe and t->vocab (ids 0..n_total-1) and puts the model's vocabulary (a JSON object
+ * token -> id, from `file`) in it. */
+int kn_bpe_create(kn_tokenizer *t, json_t *vocab, int n_total, const char *file, kn_err *err);
+/* Merges from merges.txt ("a b" lines after an optional "#version" line). */
+int kn_bpe_merges_txt(kn_tokenizer *t, const char *buf, size_t len, const char *file, kn_err *err);
+/* Merges from tokenizer.json's model.merges ("a b" strings or [a, b] pairs). */
+int kn_bpe_merges_json(kn_tokenizer *t, json_t *merges, const char *file, kn_err *err);
+/* Slow GPT2Tokenizer / Qwen2Tokenizer: byte-level, text split by `regex` (findall). */
+int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, const char *file, kn_err *err);
+/* tokenizer.json: the model's options (unk_token, byte_fallback, fuse_unk, ignore_merges, ...),
+ * normalizer, pre_tokenizer and decoder; sets t->kind. Unsupported settings are refused by name. */
+int kn_bpe_configure(kn_tokenizer *t, json_t *model, json_t *normalizer, json_t *pretok, json_t *decoder,
+                     const char *file, kn_err *err);
 /* Encodes one stretch of text between added tokens; `at_start` says it begins the input. */
 int kn_bpe_encode(const kn_tokenizer *t, const char *text, size_t len, int at_start, kn_idbuf *out,
                   kn_err *err);
-/* Appends the text of model token id to out (byte-level: the bytes it stands for; SentencePiece:
- * ▁ as a space, <0xNN> as the byte). Returns 0 or -1 when out of memory. */
-typedef struct { char *at; size_t n, cap; } kn_bytebuf;
-int kn_bytebuf_add(kn_bytebuf *b, const char *s, size_t n);
+/* Appends the decoded bytes of n ids to out (HF's decoders; see kn_detokenize). */
 int kn_bpe_decode(const kn_tokenizer *t, const int *ids, int n, kn_bytebuf *out);
-int kn_bpe_vocab_size(const kn_bpe *b); /* ids the model itself has */
 void kn_bpe_free(kn_bpe *b);
+
+/* The GPT-2 and Qwen2 pre-split patterns (HF's slow tokenizers and ByteLevel's use_regex). */
+extern const char kn_gpt2_regex[], kn_qwen2_regex[];
 
 #endif

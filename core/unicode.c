@@ -192,3 +192,46 @@ void kn_uc_compose(kn_cpbuf *b) {
     }
     b->n = out;
 }
+
+int kn_uc_nfc_bytes(const char *s, size_t n, char **out, size_t *out_len) {
+    kn_cpbuf cps = {0}, nf = {0};
+    size_t cap = 0, k = 0, need;
+    char *o = NULL;
+    int rc = 0;
+    /* NFC never makes a stretch longer than 3 bytes per input byte (a 1-byte character decomposes
+     * into at most 4 code points of at most 3 bytes, which compose again): 3n + 1 is enough. */
+    if (kn_mul_size(n, 3, &need) || kn_add_size(need, 1, &cap) || !(o = kn_malloc(cap))) return -1;
+    for (size_t i = 0; i <= n && !rc;) {
+        uint32_t c;
+        int len = i < n ? kn_utf8_decode(s + i, n - i, &c) : 0;
+        if (len) {
+            if (kn_cpbuf_reserve(&cps, 1)) { rc = -1; break; }
+            cps.at[cps.n++] = c;
+            i += (size_t)len;
+            continue;
+        }
+        nf.n = 0;
+        if (kn_uc_nfd(cps.at, cps.n, &nf)) { rc = -1; break; }
+        kn_uc_compose(&nf);
+        for (size_t j = 0; j < nf.n; j++) {
+            if (k + 4 > cap) { /* cannot happen by the bound above; refuse rather than overrun */
+                rc = -1;
+                break;
+            }
+            k += (size_t)kn_utf8_encode(nf.at[j], o + k);
+        }
+        cps.n = 0;
+        if (i < n && !rc) {
+            if (k + 1 > cap) { rc = -1; break; }
+            o[k++] = s[i]; /* a byte that is not UTF-8 is kept as it is */
+        }
+        i++;
+    }
+    kn_cpbuf_free(&cps);
+    kn_cpbuf_free(&nf);
+    if (rc) { free(o); return -1; }
+    o[k] = '\0';
+    *out = o;
+    *out_len = k;
+    return 0;
+}

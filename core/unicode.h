@@ -34,5 +34,8 @@ void kn_cpbuf_free(kn_cpbuf *b);
 int kn_uc_nfd(const uint32_t *in, size_t n, kn_cpbuf *out);
 /* Canonical composition of an NFD buffer in place (NFD then this is NFC). */
 void kn_uc_compose(kn_cpbuf *b);
+/* NFC of a byte string into a new NUL-terminated buffer (free()); bytes that are not UTF-8 are
+ * kept as they are, the valid stretches between them normalized. -1 when out of memory. */
+int kn_uc_nfc_bytes(const char *s, size_t n, char **out, size_t *out_len);
 
 #endif
