@@ -452,6 +452,19 @@ static int add_decoder(kn_bpe *b, json_t *d, const char *file, kn_err *err) {
     return kn_fail(err, "%s: unsupported decoder (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)", where);
 }
 
+int kn_bpe_takes_bytes(const kn_tokenizer *t) { return t->bpe && (t->bpe->byte_level || t->bpe->byte_fallback); }
+
+int kn_bpe_prefix_space(const kn_tokenizer *t) {
+    const kn_bpe *b = t->bpe;
+    for (int i = 0; i < b->npre; i++) {
+        if (b->pre[i].type == PRE_BYTELEVEL) return b->pre[i].prefix_space;
+        if (b->pre[i].type == PRE_METASPACE) return b->pre[i].prepend != PREPEND_NEVER;
+    }
+    for (int i = 0; i < b->nnorm; i++)
+        if (b->norm[i].type == NORM_PREPEND) return 1;
+    return 0;
+}
+
 int kn_bpe_configure(kn_tokenizer *t, json_t *model, json_t *normalizer, json_t *pretok, json_t *decoder,
                      const char *file, kn_err *err) {
     kn_bpe *b = t->bpe;
@@ -562,8 +575,44 @@ static int normalize(const norm_step *st, char **s, size_t *n) {
     return 0;
 }
 
-/* Splits s by re: every match is a piece, and so is the text between matches unless `removed`. */
+/* Splits s by re: every match is a piece, and so is the text between matches unless `removed`.
+ * A byte that is not UTF-8 is matched as U+FFFD would be (neither \p{L}, \p{N} nor \s), one
+ * pseudo-character per byte, and the piece keeps the original byte. */
+static int regex_split_valid(const pcre2_code *re, int removed, const char *s, size_t n, int first,
+                             const size_t *orig, const char *src, pieces *out);
+
 static int regex_split(const pcre2_code *re, int removed, const char *s, size_t n, int first, pieces *out) {
+    if (kn_utf8_invalid_at(s, n) < 0) return regex_split_valid(re, removed, s, n, first, NULL, s, out);
+    size_t cap = 3 * n + 1;
+    char *sub = kn_malloc(cap);
+    size_t *orig = kn_malloc((cap + 1) * sizeof *orig), m = 0;
+    if (!sub || !orig) { free(sub); free(orig); return -1; }
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        int k = kn_utf8_decode(s + i, n - i, &c);
+        if (k) {
+            for (int j = 0; j < k; j++) orig[m] = i + (size_t)j, sub[m++] = s[i + j];
+            i += (size_t)k;
+        } else {
+            for (int j = 0; j < 3; j++) orig[m] = i, sub[m++] = "\xEF\xBF\xBD"[j];
+            i++;
+        }
+    }
+    orig[m] = n;
+    int rc = regex_split_valid(re, removed, sub, m, first, orig, s, out);
+    free(sub);
+    free(orig);
+    return rc;
+}
+
+/* s[0..n) is valid UTF-8; piece [a, b) of s is src[orig[a], orig[b]) (orig NULL: the identity). */
+static int piece_from(pieces *out, const char *src, const size_t *orig, size_t a, size_t b, int first) {
+    size_t oa = orig ? orig[a] : a, ob = orig ? orig[b] : b;
+    return pieces_add(out, src + oa, ob - oa, first && oa == 0);
+}
+
+static int regex_split_valid(const pcre2_code *re, int removed, const char *s, size_t n, int first,
+                             const size_t *orig, const char *src, pieces *out) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) return -1;
     size_t pos = 0, last = 0;
@@ -579,11 +628,11 @@ static int regex_split(const pcre2_code *re, int removed, const char *s, size_t 
             pos = ms + (size_t)(k ? k : 1);
             continue;
         }
-        if (ms > last && !removed) rc = pieces_add(out, s + last, ms - last, first && last == 0);
-        if (!rc && !removed) rc = pieces_add(out, s + ms, me - ms, first && ms == 0);
+        if (ms > last && !removed) rc = piece_from(out, src, orig, last, ms, first);
+        if (!rc && !removed) rc = piece_from(out, src, orig, ms, me, first);
         last = pos = me;
     }
-    if (!rc && last < n && !removed) rc = pieces_add(out, s + last, n - last, first && last == 0);
+    if (!rc && last < n && !removed) rc = piece_from(out, src, orig, last, n, first);
     pcre2_match_data_free(md);
     return rc;
 }
@@ -609,7 +658,8 @@ static int pretokenize(const pre_step *st, pieces *in, pieces *out) {
             kn_bytebuf b = {0};
             int rc = 0;
             int prepend = st->prepend == PREPEND_ALWAYS || (st->prepend == PREPEND_FIRST && p->first);
-            if (prepend && p->n && !(p->n >= st->repl_len && !memcmp(p->s, st->repl, st->repl_len)))
+            /* spaces are replaced first, so a piece starting with a space starts with the mark */
+            if (prepend && p->n && p->s[0] != ' ' && !(p->n >= st->repl_len && !memcmp(p->s, st->repl, st->repl_len)))
                 rc = kn_bytebuf_add(&b, st->repl, st->repl_len);
             for (size_t j = 0; j < p->n && !rc; j++)
                 rc = p->s[j] == ' ' ? kn_bytebuf_add(&b, st->repl, st->repl_len) : kn_bytebuf_add(&b, p->s + j, 1);
@@ -681,8 +731,9 @@ static int model_encode(const kn_tokenizer *t, const char *s, size_t n, kn_idbuf
         for (size_t i = 0; i < n && !rc;) {
             uint32_t c;
             int k = kn_utf8_decode(s + i, n - i, &c);
-            if (!k) k = 1; /* validated by the caller */
-            int id = kn_strtab_find(&t->vocab, s + i, (size_t)k);
+            /* a byte that is not UTF-8 (allowed only with byte fallback) is its own <0xNN> */
+            int id = k ? kn_strtab_find(&t->vocab, s + i, (size_t)k) : -1;
+            if (!k) k = 1;
             if (id >= 0) {
                 rc = kn_idbuf_push(&sym, id);
                 last_unk = 0;

@@ -73,7 +73,7 @@ static int encode_stretch(const kn_tokenizer *t, const char *s, size_t n, int at
 
 static int encode(const kn_tokenizer *t, const char *text, size_t len, kn_idbuf *out, kn_err *err) {
     if (!t || (!text && len)) return kn_fail(err, "tokenize: tokenizer and text must not be NULL");
-    if (t->kind != KN_KIND_BYTELEVEL) {
+    if (t->kind == KN_KIND_WORDPIECE || !kn_bpe_takes_bytes(t)) {
         long bad = kn_utf8_invalid_at(text, len);
         if (bad >= 0)
             return kn_fail(err, "text is not valid UTF-8: bad byte 0x%02X at byte offset %ld (a %s tokenizer takes UTF-8 text)",

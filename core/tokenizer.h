@@ -12,10 +12,17 @@
  * raw text before the model. Anything the loader reads but cannot honour is refused, naming the
  * file and key.
  *
+ * WordPiece follows BertTokenizerFast (what AutoTokenizer returns, also for a vocab.txt-only
+ * folder): BertNormalizer without NFC, so NFD input keeps its marks when accents are not
+ * stripped; never_split from tokenizer_config.json is honoured as the slow BertTokenizer does.
+ * (core/wordpiece.h's kn_tokenize keeps the slow tokenizer's NFC.)
+ *
  * Text is taken by length. A NUL byte is data, handled as HF handles U+0000: WordPiece drops it
  * (BERT's text cleaning), byte-level BPE encodes byte 0x00, SentencePiece BPE falls back to
- * <0x00>. Invalid UTF-8 is refused with its byte offset, except by byte-level BPE, which encodes
- * bytes: an invalid sequence matches no pre-split pattern and becomes a piece of its own. */
+ * <0x00>. Bytes that are not UTF-8 are refused with their offset by WordPiece (and by a BPE
+ * without byte fallback); byte-level BPE and byte-fallback BPE encode them, each such byte a
+ * pseudo-character that the pre-split regexes see as U+FFFD (neither letter, digit nor space)
+ * and that becomes its own byte token (<0xNN> or the byte-level character). */
 #ifndef KNWB_TOKENIZER_H
 #define KNWB_TOKENIZER_H
 

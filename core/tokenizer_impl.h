@@ -96,6 +96,12 @@ int kn_bpe_encode(const kn_tokenizer *t, const char *text, size_t len, int at_st
 /* Appends the decoded bytes of n ids to out (HF's decoders; see kn_detokenize). */
 int kn_bpe_decode(const kn_tokenizer *t, const int *ids, int n, kn_bytebuf *out);
 void kn_bpe_free(kn_bpe *b);
+/* Whether the pipeline puts a space (or ▁) before the text: ByteLevel add_prefix_space, a
+ * Metaspace prepend_scheme other than never, or a Prepend normalizer. */
+int kn_bpe_prefix_space(const kn_tokenizer *t);
+/* Whether any byte string can be encoded (byte-level, or byte fallback): then bytes that are not
+ * UTF-8 are taken, one pseudo-character each, instead of refused. */
+int kn_bpe_takes_bytes(const kn_tokenizer *t);
 
 /* The GPT-2 and Qwen2 pre-split patterns (HF's slow tokenizers and ByteLevel's use_regex). */
 extern const char kn_gpt2_regex[], kn_qwen2_regex[];

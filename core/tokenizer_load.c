@@ -371,7 +371,7 @@ static int load_vocab_txt(loader *L) {
     /* BertTokenizer: do_lower_case true, strip_accents null, tokenize_chinese_chars true */
     if (bert_options(L, 1, -1, 1)) return -1;
     kn_wp *w = &t->wp;
-    w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->clean = 1, w->nfc = 1;
+    w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
     /* never_split: the config's list and every special token */
     json_t *ns = L->cfg ? json_object_get(L->cfg, "never_split") : NULL, *x;
@@ -540,6 +540,23 @@ static int load_tokenizer_json(loader *L) {
         goto done;
     }
     if (config_added(L) || added_into_vocab(L)) goto done;
+    if (t->kind != KN_KIND_WORDPIECE) {
+        /* add_prefix_space in the config: HF's GPT-2/Llama fast classes rebuild the pipeline to
+         * follow it, so a value that disagrees with tokenizer.json cannot be honoured here */
+        int cfg_space, has = L->cfg && json_object_get(L->cfg, "add_prefix_space") &&
+                                 !json_is_null(json_object_get(L->cfg, "add_prefix_space"));
+        if (has && cfg_bool(L, "add_prefix_space", 0, 0, &cfg_space)) goto done;
+        if (has && cfg_space != kn_bpe_prefix_space(t)) {
+            kn_fail(L->err, "%s: \"add_prefix_space\": %s disagrees with %s, whose pipeline %s a space; "
+                    "re-save the tokenizer so that tokenizer.json says it", L->cfg_path, cfg_space ? "true" : "false", p,
+                    cfg_space ? "does not prepend" : "prepends");
+            goto done;
+        }
+        if (cfg_bool(L, "clean_up_tokenization_spaces", 0, 0, &t->cleanup)) goto done;
+    } else {
+        int cu = t->cleanup;
+        if (cfg_bool(L, "clean_up_tokenization_spaces", cu, 0, &t->cleanup)) goto done;
+    }
     /* specials: tokenizer_config.json names them; else the model's unk and the post-processor's */
     if (post_processor(L, json_object_get(root, "post_processor"), p)) goto done;
     {
@@ -661,7 +678,7 @@ kn_tokenizer *kn_tokenizer_wordpiece(const char *const *tokens, int n, int lower
     }
     kn_wp *w = &t->wp;
     w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->lower = lower ? 1 : 0;
-    w->strip_accents = w->lower, w->chinese = 1, w->clean = 1, w->nfc = 1;
+    w->strip_accents = w->lower, w->chinese = 1, w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
     int rc = specials_as_added(&L);
     if (!rc && kn_strtab_init(&w->never, t->nadded)) rc = kn_fail(err, "token list: out of memory");
