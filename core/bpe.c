@@ -679,31 +679,72 @@ static int pretokenize(const pre_step *st, pieces *in, pieces *out) {
     return 0;
 }
 
-/* BPE of one piece's symbols (ids), merging in place; returns the new count. */
+/* BPE of one piece's symbols (ids), merging in place; returns the new count, or (size_t)-1 when
+ * out of memory. The pair of lowest rank is merged first, the leftmost among equal ranks (HF's
+ * order): a heap of candidate pairs keyed by (rank, position of the left symbol) over a linked
+ * list of symbols, stale entries skipped when popped, so a long piece costs O(n log n). */
+typedef struct { int rank, pos, left, right; } cand;
+
+static int cand_less(const cand *a, const cand *b) { return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos; }
+
+static void heap_push(cand *h, size_t *n, cand c) {
+    size_t i = (*n)++;
+    while (i > 0 && cand_less(&c, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = c;
+}
+
+static cand heap_pop(cand *h, size_t *n) {
+    cand top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && cand_less(&h[c + 1], &h[c])) c++;
+        if (!cand_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
 static size_t merge_all(const kn_bpe *b, int *sym, size_t n) {
     if (n < 2) return n;
-    int *rank = kn_malloc(n * sizeof *rank), *next = kn_malloc(n * sizeof *next);
-    if (!rank || !next) { free(rank); free(next); return (size_t)-1; }
-    for (size_t i = 0; i + 1 < n; i++) rank[i] = merge_find(b, sym[i], sym[i + 1], &next[i]);
-    rank[n - 1] = -1;
-    for (;;) {
-        size_t best = n;
-        for (size_t i = 0; i + 1 < n; i++)
-            if (rank[i] >= 0 && (best == n || rank[i] < rank[best])) best = i;
-        if (best == n) break;
-        sym[best] = next[best];
-        memmove(sym + best + 1, sym + best + 2, (n - best - 2) * sizeof *sym);
-        memmove(rank + best + 1, rank + best + 2, (n - best - 2) * sizeof *rank);
-        memmove(next + best + 1, next + best + 2, (n - best - 2) * sizeof *next);
-        n--;
-        rank[n - 1] = -1;
-        if (best + 1 < n) rank[best] = merge_find(b, sym[best], sym[best + 1], &next[best]);
-        else rank[best] = -1;
-        if (best > 0) rank[best - 1] = merge_find(b, sym[best - 1], sym[best], &next[best - 1]);
+    if (n > INT32_MAX / 4) return (size_t)-1;
+    int *next = kn_malloc(n * sizeof *next), *prev = kn_malloc(n * sizeof *prev);
+    /* each merge pushes at most two candidates: n - 1 at first, 2 (n - 1) later */
+    cand *heap = kn_malloc(3 * n * sizeof *heap);
+    if (!next || !prev || !heap) { free(next); free(prev); free(heap); return (size_t)-1; }
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) {
+        next[i] = i + 1 < n ? (int)i + 1 : -1;
+        prev[i] = (int)i - 1;
     }
-    free(rank);
+    for (size_t i = 0; i + 1 < n; i++) {
+        int m, r = merge_find(b, sym[i], sym[i + 1], &m);
+        if (r >= 0) heap_push(heap, &hn, (cand){r, (int)i, sym[i], sym[i + 1]});
+    }
+    while (hn) {
+        cand c = heap_pop(heap, &hn);
+        int q = next[c.pos];
+        if (sym[c.pos] != c.left || q < 0 || sym[q] != c.right) continue; /* stale */
+        int merged;
+        merge_find(b, c.left, c.right, &merged);
+        sym[c.pos] = merged;
+        next[c.pos] = next[q];
+        if (next[q] >= 0) prev[next[q]] = c.pos;
+        sym[q] = -1; /* removed */
+        int p = prev[c.pos], r, m;
+        if (p >= 0 && (r = merge_find(b, sym[p], merged, &m)) >= 0) heap_push(heap, &hn, (cand){r, p, sym[p], merged});
+        if (next[c.pos] >= 0 && (r = merge_find(b, merged, sym[next[c.pos]], &m)) >= 0)
+            heap_push(heap, &hn, (cand){r, c.pos, merged, sym[next[c.pos]]});
+    }
+    size_t k = 0;
+    for (int i = 0; i >= 0; i = next[i]) sym[k++] = sym[i];
     free(next);
-    return n;
+    free(prev);
+    free(heap);
+    return k;
 }
 
 static int model_encode(const kn_tokenizer *t, const char *s, size_t n, kn_idbuf *out, kn_err *err) {

@@ -580,11 +580,19 @@ done:
     return rc;
 }
 
-/* add_bos_token / add_eos_token, when the config states them, decide (as LlamaTokenizerFast's
- * update_post_processor and GPT2Tokenizer do). */
-static int bos_eos_flags(loader *L) {
+/* add_bos_token / add_eos_token, when the config states them. The classes whose code reads them
+ * (LlamaTokenizer(Fast) and its CodeLlama / Gemma kin rebuild the template; the slow
+ * GPT2Tokenizer prepends BOS), and a config naming no class, follow them. Other classes take
+ * BOS/EOS from tokenizer.json's post-processor alone and HF ignores the keys: a value that
+ * disagrees with the template is refused rather than silently dropped. */
+static int bos_eos_flags(loader *L, int slow_gpt2) {
     kn_tokenizer *t = L->t;
     if (t->kind == KN_KIND_WORDPIECE || !L->cfg) return 0;
+    const char *cls = json_string_value(json_object_get(L->cfg, "tokenizer_class"));
+    static const char *const rebuild[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
+                                          "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
+    int follows = !cls;
+    for (size_t i = 0; cls && i < sizeof rebuild / sizeof *rebuild; i++) follows |= !strcmp(cls, rebuild[i]);
     const char *keys[2] = {"add_bos_token", "add_eos_token"};
     int which[2] = {KN_SPECIAL_BOS, KN_SPECIAL_EOS};
     for (int k = 0; k < 2; k++) {
@@ -592,8 +600,18 @@ static int bos_eos_flags(loader *L) {
         if (!v) continue;
         if (!json_is_boolean(v)) return kn_fail(L->err, "%s: \"%s\" must be true or false", L->cfg_path, keys[k]);
         int *list = k ? t->suffix : t->prefix, *cnt = k ? &t->nsuffix : &t->nprefix;
+        int on = json_is_true(v);
+        if (!follows && !(slow_gpt2 && k == 0)) {
+            int id = t->special[which[k]];
+            int template_has = *cnt == 1 && list[0] == id;
+            if (on != template_has && !(!on && *cnt == 0))
+                return kn_fail(L->err, "%s: \"%s\": %s, but a %s takes %s from tokenizer.json's post_processor, "
+                               "which %s it (Hugging Face ignores the key); make the two agree", L->cfg_path, keys[k],
+                               on ? "true" : "false", cls, k ? "EOS" : "BOS", template_has ? "adds" : "does not add");
+            continue;
+        }
         *cnt = 0;
-        if (json_is_true(v)) {
+        if (on) {
             if (t->special[which[k]] < 0)
                 return kn_fail(L->err, "%s: \"%s\" is true but there is no %s", L->cfg_path, keys[k], special_keys[which[k]]);
             list[(*cnt)++] = t->special[which[k]];
@@ -646,7 +664,7 @@ kn_tokenizer *kn_tokenizer_load(const char *dir, kn_err *err) {
         else
             rc = kn_fail(err, "%s: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, or vocab.txt)", dir);
     }
-    if (!rc) rc = bos_eos_flags(&L);
+    if (!rc) rc = bos_eos_flags(&L, !present(dir, "tokenizer.json"));
     if (L.cfg) json_decref(L.cfg);
     if (L.stm) json_decref(L.stm);
     if (rc) { kn_tokenizer_free(t); return NULL; }

@@ -4,6 +4,7 @@
  * regex, SentencePiece's ▁ and byte fallback), named by token string and looked up, so a wrong
  * id or a wrong split fails. When tests/fixtures/ref/tokenizers/ exists (written by an
  * independent Python reference), every case in it is compared too. Run from the repository root. */
+#include "alloc.h"
 #include "check.h"
 #include "tokenizer.h"
 
@@ -377,6 +378,33 @@ static void test_llama3(void) {
     int ids[3] = {264, kn_tokenizer_id(t, "Ġparis"), kn_tokenizer_id(t, "123")};
     expect_decode(t, ids, 3, "<|begin_of_text|> paris123", 26);
     kn_tokenizer_free(t);
+    /* a class that takes BOS from the template: add_bos_token agreeing is fine, disagreeing refused */
+    write_file(d, "tokenizer_config.json", "{\"tokenizer_class\": \"PreTrainedTokenizerFast\", \"add_bos_token\": true, "
+               "\"bos_token\": \"<|begin_of_text|>\"}");
+    if ((t = load_ok(d))) { EXPECT_SPECIAL(t, " paris", "<|begin_of_text|>", "Ġparis"); kn_tokenizer_free(t); }
+    write_file(d, "tokenizer_config.json", "{\"tokenizer_class\": \"PreTrainedTokenizerFast\", \"add_bos_token\": false}");
+    load_fails(d, "\"add_bos_token\": false, but a PreTrainedTokenizerFast takes BOS from tokenizer.json", NULL);
+    write_file(d, "tokenizer_config.json", "{\"tokenizer_class\": \"LlamaTokenizerFast\", \"add_bos_token\": false, "
+               "\"bos_token\": \"<|begin_of_text|>\"}");
+    if ((t = load_ok(d))) { EXPECT_SPECIAL(t, " paris", "Ġparis"); kn_tokenizer_free(t); }
+    d = mkfolder("gpt2_addbos");
+    char src[1024];
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "merges.txt" : "vocab.json";
+        snprintf(src, sizeof src, "tests/fixtures/ref/gpt2/%s", name);
+        FILE *in = fopen(src, "rb");
+        static char buf[1 << 16];
+        size_t len = in ? fread(buf, 1, sizeof buf - 1, in) : 0;
+        if (in) fclose(in);
+        buf[len] = 0;
+        write_file(d, name, buf);
+    }
+    write_file(d, "tokenizer_config.json", "{\"tokenizer_class\": \"GPT2Tokenizer\", \"add_bos_token\": true, "
+               "\"bos_token\": \"<|endoftext|>\", \"add_prefix_space\": true}");
+    if ((t = load_ok(d))) {
+        EXPECT_SPECIAL(t, "paris", "<|endoftext|>", "Ġparis"); /* GPT2Tokenizer: BOS, and " " + text */
+        kn_tokenizer_free(t);
+    }
     d = mkfolder("llama3_merges");
     write_llama3(d, 0);
     if ((t = load_ok(d))) {
@@ -544,6 +572,36 @@ static void test_reference(void) {
     CHECK(folders > 0, "%s holds reference folders (%d)", base, folders);
 }
 
+/* The n-th allocation fails, for every n over a load, an encode and a decode of each kind: each
+ * run ends in success or a clean error (never a crash; ASan reports any leak). */
+static void test_alloc_failures(void) {
+    const char *dirs[4] = {"tests/fixtures/ref/gpt2", "tests/fixtures/ref/llama", NULL, NULL};
+    char wp[1024], l3[1024];
+    snprintf(wp, sizeof wp, "%s/wp_default", root);
+    snprintf(l3, sizeof l3, "%s/llama3", root);
+    dirs[2] = wp, dirs[3] = l3;
+    const char text[] = "The capital of France is Paris. \xC3\xA9 12345 [MASK] <s> it's";
+    for (int d = 0; d < 4; d++) {
+        int runs = 0, clean = 1, done = 0;
+        for (long n = 1; !done && n < 200000; n++) {
+            kn_err err = {""};
+            int ids[64];
+            char out[256];
+            kn_alloc_fail_after(n);
+            kn_tokenizer *t = kn_tokenizer_load(dirs[d], &err);
+            int k = t ? kn_tokenize2_special(t, text, sizeof text - 1, ids, 64, &err) : -1;
+            int m = k >= 0 ? kn_detokenize(t, ids, k < 64 ? k : 64, out, sizeof out, &err) : -1;
+            kn_alloc_fail_after(0);
+            runs++;
+            if (m >= 0) done = 1;
+            else if (!err.msg[0]) clean = 0;
+            kn_tokenizer_free(t);
+        }
+        CHECK(done && clean, "%s: every one of %d failed allocations gives a clean error, then it works",
+              d < 2 ? dirs[d] : d == 2 ? "wp_default" : "llama3", runs - 1);
+    }
+}
+
 static void rm_rf(const char *path) {
     struct stat sb;
     if (lstat(path, &sb)) return;
@@ -572,6 +630,7 @@ int main(void) {
     test_llama3();
     test_llama();
     test_reference();
+    test_alloc_failures();
     rm_rf(root);
     return check_done();
 }
