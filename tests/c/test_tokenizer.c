@@ -354,6 +354,13 @@ static void write_llama3(const char *d, int ignore_merges) {
         "byte_fallback", 0, "ignore_merges", ignore_merges, "vocab", vocab, "merges", merges);
     char p[1024];
     snprintf(p, sizeof p, "%s/tokenizer.json", d);
+    /* two more added tokens: <mask> takes the whitespace on its left (lstrip, as RoBERTa's), <sep>
+     * the whitespace on its right (rstrip) */
+    json_t *added = json_object_get(root, "added_tokens");
+    json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 265, "content", "<mask>",
+                                           "single_word", 0, "lstrip", 1, "rstrip", 0, "normalized", 0, "special", 1));
+    json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 266, "content", "<sep>",
+                                           "single_word", 0, "lstrip", 0, "rstrip", 1, "normalized", 0, "special", 1));
     if (!root || json_dump_file(root, p, 0)) { fprintf(stderr, "cannot write %s\n", p); exit(2); }
     json_decref(root);
 }
@@ -363,9 +370,11 @@ static void test_llama3(void) {
     write_llama3(d, 1);
     kn_tokenizer *t = load_ok(d);
     if (!t) return;
-    CHECK(!strcmp(kn_tokenizer_kind(t), "bpe-bytelevel") && kn_tokenizer_size(t) == 265 &&
+    CHECK(!strcmp(kn_tokenizer_kind(t), "bpe-bytelevel") && kn_tokenizer_size(t) == 267 &&
           kn_tokenizer_special(t, KN_SPECIAL_BOS) == 264 && kn_tokenizer_adds_bos(t) && !kn_tokenizer_adds_eos(t),
-          "llama3: bpe-bytelevel, 265 tokens, BOS 264 from the template");
+          "llama3: bpe-bytelevel, 267 tokens, BOS 264 from the template");
+    EXPECT(t, " paris  <mask> paris", "Ġparis", "<mask>", "Ġparis"); /* lstrip: both spaces go */
+    EXPECT(t, " paris <sep>  paris", "Ġparis", "Ġ", "<sep>", "p", "a", "ri", "s"); /* rstrip */
     EXPECT(t, "12345", "123", "4", "5"); /* \p{N}{1,3}: "123" then "45" */
     EXPECT(t, " paris", "Ġparis");
     EXPECT(t, "Paris", "P", "a", "ri", "s");
