@@ -13,6 +13,7 @@
  * what those steps consult. Nor does it follow BertTokenizerFast (Rust), which differs in corner
  * cases (it does not NFC-normalize, for one). */
 #include "wordpiece.h"
+#include "alloc.h"
 
 #include "unicode_tables.h"
 
@@ -143,7 +144,7 @@ static int reserve(cpbuf *b, size_t extra) {
     if (b->n + extra <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->n + extra) cap *= 2;
-    uint32_t *p = realloc(b->at, cap * sizeof *p);
+    uint32_t *p = kn_realloc(b->at, cap * sizeof *p);
     if (!p) return -1;
     b->at = p;
     b->cap = cap;
@@ -247,11 +248,11 @@ static kn_vocab *vocab_build(char *pool, char **tokens, int n, int lower, const 
     if (path) snprintf(origin, sizeof origin, "vocab file \"%s\"", path);
     else snprintf(origin, sizeof origin, "token list");
 
-    kn_vocab *v = calloc(1, sizeof *v);
+    kn_vocab *v = kn_calloc(1, sizeof *v);
     uint32_t size = 16;
     while (size < 2u * (uint32_t)n) size *= 2;
-    if (!v || !(v->lens = malloc((size_t)n * sizeof *v->lens)) ||
-        !(v->slots = malloc(size * sizeof *v->slots))) {
+    if (!v || !(v->lens = kn_malloc((size_t)n * sizeof *v->lens)) ||
+        !(v->slots = kn_malloc(size * sizeof *v->slots))) {
         free(pool);
         free(tokens);
         kn_vocab_free(v);
@@ -306,7 +307,7 @@ kn_vocab *kn_vocab_load(const char *path, int do_lower_case, kn_err *err) {
     for (;;) {
         if (len + 4096 + 1 > cap) {
             cap = cap ? cap * 2 : 65536;
-            char *p = realloc(buf, cap);
+            char *p = kn_realloc(buf, cap);
             if (!p) { free(buf); fclose(f); kn_fail(err, "vocab file \"%s\": out of memory", path); return NULL; }
             buf = p;
         }
@@ -331,7 +332,7 @@ kn_vocab *kn_vocab_load(const char *path, int do_lower_case, kn_err *err) {
         if (buf[i] == '\n') n++, line++;
     }
     if (buf[len - 1] != '\n') n++;
-    char **tokens = malloc((size_t)n * sizeof *tokens);
+    char **tokens = kn_malloc((size_t)n * sizeof *tokens);
     if (!tokens) { free(buf); kn_fail(err, "vocab file \"%s\": out of memory", path); return NULL; }
     char *s = buf;
     for (int id = 0; id < n; id++) {
@@ -353,8 +354,8 @@ kn_vocab *kn_vocab_from_tokens(const char *const *tokens, int n, int do_lower_ca
         if (!tokens[i]) { kn_fail(err, "token list index %d: token is NULL", i); return NULL; }
         total += strlen(tokens[i]) + 1;
     }
-    char *pool = malloc(total);
-    char **copy = malloc((size_t)n * sizeof *copy);
+    char *pool = kn_malloc(total);
+    char **copy = kn_malloc((size_t)n * sizeof *copy);
     if (!pool || !copy) {
         free(pool);
         free(copy);
