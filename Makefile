@@ -8,6 +8,14 @@ CFLAGS  += -std=c11 -Wall -Wextra -D_GNU_SOURCE -fno-fast-math
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS  = $(PKG_LIBS) -lm -lpthread
+# MPI (issue 16): built in when OpenMPI's development package is installed (scripts/deps.sh
+# installs it); only lua/knwb_mpi.c includes <mpi.h>, and a knwb started without a launcher never
+# initialises MPI.
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   = $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+MPI_CFLAGS += -DKNWB_MPI
+endif
 
 CORE_SRC := $(wildcard core/*.c)
 LUA_SRC  := $(wildcard lua/*.c)
@@ -33,8 +41,12 @@ $(B)/%.o: %.c $(wildcard core/*.h lua/*.h) | $(B)/.deps
 $(B)/libknwbcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
+$(B)/lua/knwb_mpi.o: lua/knwb_mpi.c | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
 knwb: $(LUA_OBJ) $(B)/libknwbcore.a
-	$(CC) $(CFLAGS) -o $@ $(LUA_OBJ) $(B)/libknwbcore.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(LUA_OBJ) $(B)/libknwbcore.a $(LDLIBS) $(MPI_LIBS)
 
 # C tests: one binary per tests/c/test_*.c, built normally and with ASan+UBSan.
 $(B)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libknwbcore.a
@@ -49,7 +61,7 @@ $(B)/asan/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(CORE_SRC) $(wildcard co
 # it finds lua/ next to itself, so build/asan/lua points at the repository's.
 $(B)/asan/knwb: $(LUA_SRC) $(CORE_SRC) $(wildcard core/*.h lua/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) -Icore -o $@ $(LUA_SRC) $(CORE_SRC) $(LDLIBS)
+	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) $(MPI_CFLAGS) -Icore -o $@ $(LUA_SRC) $(CORE_SRC) $(LDLIBS) $(MPI_LIBS)
 	@ln -sfn ../../lua $(B)/asan/lua
 
 test: knwb $(B)/asan/knwb $(addprefix $(B)/tests/,$(CTESTS)) $(addprefix $(B)/asan/tests/,$(CTESTS))

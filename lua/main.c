@@ -18,6 +18,8 @@
 int luaopen_knwb_core(lua_State *L);
 int luaopen_knwb_yaml(lua_State *L);
 int luaopen_knwb_json(lua_State *L);
+int luaopen_knwb_mpi(lua_State *L);
+void knwb_mpi_exit(int status);
 
 static const char *progname = "knwb";
 
@@ -174,6 +176,7 @@ static int pmain(lua_State *L) {
     preload(L, "knwb.core", luaopen_knwb_core);
     preload(L, "knwb.yaml", luaopen_knwb_yaml);
     preload(L, "knwb.json", luaopen_knwb_json);
+    preload(L, "knwb.mpi", luaopen_knwb_mpi);
     lua_pushstring(L, KNWB_VERSION);
     lua_setglobal(L, "KNWB_VERSION");
 
@@ -227,5 +230,7 @@ int main(int argc, char **argv) {
     int status = lua_pcall(L, 1, 0, 0);
     report(L, status);
     lua_close(L);
-    return status == LUA_OK ? job.status : 1;
+    int rc = status == LUA_OK ? job.status : 1;
+    knwb_mpi_exit(rc);  /* under mpirun a failed rank ends the job rather than leaving others waiting */
+    return rc;
 }
