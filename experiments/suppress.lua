@@ -44,6 +44,7 @@ local M = require "knwb.metrics"
 local random = require "knwb.random"
 local neurons = require "knwb.neurons"
 local json = require "knwb.json"
+local t_start = knwb.core.now()
 
 local SETS = { "kn", "baseline", "random", "off_target" }
 local SET_NAMES = { kn = "knowledge neurons", baseline = "activation baseline", random = "random (same layers)",
@@ -227,7 +228,20 @@ if pending < total then
 end
 
 local out <close> = run:jsonl("results.jsonl")
-local bar = knwb.progress.new("suppress", pending, { unit = "prompts" })
+-- The sweep that follows has its own bar; its cost is estimated here in this bar's units (a
+-- prompt here takes about 9 forward passes: p0, and suppress and amplify for 4 sets; one there
+-- takes one per curve and factor other than 1), so the first ETA covers the whole run.
+local sweep_estimate
+if #cfg.sweep.factors > 0 then
+  local nf, present, ncurves = 0, {}, 3
+  for _, a in ipairs(cfg.sweep.factors) do if a ~= 1 then nf = nf + 1 end end
+  if cfg.sweep.by_layer then
+    for _, e in ipairs(facts_list) do for _, n in ipairs(e.rec.kn) do present[n[1]] = true end end
+    for _ in pairs(present) do ncurves = ncurves + 1 end
+  end
+  sweep_estimate = total * ncurves * nf / 9
+end
+local bar = knwb.progress.new("suppress", pending, { unit = "prompts", after = sweep_estimate, after_label = "sweep" })
 local t0 = knwb.core.now()
 for _, e in ipairs(facts_list) do
   if not e.done then
@@ -621,7 +635,7 @@ end
 -- knowledge neurons move it which way. Computed after the main pass, one line of sums per fact in
 -- sweep.jsonl, so an interrupted sweep resumes where it stopped.
 
-local sweep_summary
+local sweep_summary, sweep_seconds
 if #cfg.sweep.factors > 0 then
   local factors = cfg.sweep.factors
   local curves = {
@@ -636,7 +650,7 @@ if #cfg.sweep.factors > 0 then
     end
     for l = 0, model:config().num_hidden_layers - 1 do
       if present[l] then
-        curves[#curves + 1] = { key = "kn_layer_" .. (l + 1), label = ("knowledge neurons, layer %d only"):format(l + 1),
+        curves[#curves + 1] = { key = "kn_layer_" .. l, label = ("knowledge neurons, layer %d only"):format(l),
           neurons = function(e)
             local out = {}
             for _, n in ipairs(e.rec.kn) do if n[1] == l then out[#out + 1] = n end end
@@ -677,6 +691,7 @@ if #cfg.sweep.factors > 0 then
       end
     end
   end
+  local t_sweep = knwb.core.now()
   local sbar = knwb.progress.new("sweep", total - done_prompts, { unit = "prompts" })
   for _, e in ipairs(facts_list) do
     if done[e.key] then
@@ -718,6 +733,7 @@ if #cfg.sweep.factors > 0 then
   end
   sbar:done()
   sweep_out:close()
+  sweep_seconds = knwb.core.now() - t_sweep
 
   -- Per relation: ratio of means and mean dlogp; then unweighted means over relations.
   sweep_summary = { factors = factors, curves = {} }
@@ -786,8 +802,9 @@ local prov = { model = cfg.model, model_sha256 = knwb.attribution.model_hash(mod
 if source ~= "computed" then prov.neurons_sha256 = knwb.run.sha256_file(source) end
 run:provenance(prov)
 
-io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s\n"):format(#set.relations,
-  #facts_list, total, pending, seconds))
+io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s (suppress/amplify %.1f s%s)\n")
+  :format(#set.relations, #facts_list, total, pending, knwb.core.now() - t_start, seconds,
+    sweep_seconds and (", dose-response sweep %.1f s"):format(sweep_seconds) or ""))
 local function headline(op)
   local r = res
   return ("%s (baseline %s, random %s, off-target %s); mean change of ln P(gold) %s"):format(
