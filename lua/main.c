@@ -1,5 +1,5 @@
 /* main.c: the `knwb` command, a Lua 5.4 host in the manner of Lua's own lua.c.
- * It opens the standard libraries, preloads the C modules (knwb.core, knwb.yaml, knwb.json), puts the
+ * It opens the standard libraries, preloads the C modules (knwb.core, knwb.yaml, knwb.json, knwb.io), puts the
  * repository's lua/ folder on package.path (and a searcher that loads it under repository-relative
  * chunk names), and runs a script in protected mode with a traceback
  * handler. Errors go to stderr and give a non-zero exit status. It is not an interactive REPL. */
@@ -20,6 +20,7 @@ int luaopen_knwb_yaml(lua_State *L);
 int luaopen_knwb_json(lua_State *L);
 int luaopen_knwb_mpi(lua_State *L);
 void knwb_mpi_exit(int status);
+int luaopen_knwb_io(lua_State *L);
 
 static const char *progname = "knwb";
 
@@ -177,6 +178,7 @@ static int pmain(lua_State *L) {
     preload(L, "knwb.yaml", luaopen_knwb_yaml);
     preload(L, "knwb.json", luaopen_knwb_json);
     preload(L, "knwb.mpi", luaopen_knwb_mpi);
+    preload(L, "knwb.io", luaopen_knwb_io);
     lua_pushstring(L, KNWB_VERSION);
     lua_setglobal(L, "KNWB_VERSION");
 
