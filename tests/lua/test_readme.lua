@@ -81,6 +81,7 @@ local NOT_RUN = {
   ["make"] = "the build itself; this test runs inside a finished build",
   ["make test"] = "runs this test: it would recurse",
   ["./knwb experiments/erase.lua"] = "minutes of CPU on the default model; tests/lua/test_update_erase.lua runs it end to end on a fixture model",
+  ["./knwb experiments/erase.lua --set erase.relations=[]"] = "the full sweep, minutes of CPU; tests/lua/test_update_erase.lua erases every relation of a fixture",
   ["./knwb experiments/attribute.lua"] = "attributes every prompt of the fact set (minutes); tests/lua/test_attribute.lua runs it on a fixture model",
   ["./knwb experiments/suppress.lua"] = "minutes of CPU; tests/lua/test_suppress.lua runs it on a fixture model",
   ["./knwb experiments/update.lua"] = "minutes of CPU; tests/lua/test_update_erase.lua runs it on a fixture model",
