@@ -38,7 +38,6 @@
 -- in results.jsonl are not scored again.
 local knwb = require "knwb"
 local cli = require "knwb.cli"
-local config = require "knwb.config"
 local S = require "knwb.schemas"
 local M = require "knwb.metrics"
 local random = require "knwb.random"
@@ -118,16 +117,7 @@ local ok, err
 local run = knwb.run.new { experiment = "suppress", out = opts.out }
 
 -- Resuming: results already in the directory must come from the same config.
-local resumed = run:read_jsonl("results.jsonl")
-if #resumed > 0 then
-  local f = io.open(run:path("config.yaml"), "r")
-  local old = f and f:read("a") or ""
-  if f then f:close() end
-  if old:gsub("^#[^\n]*\n", "") ~= config.dump(cfg) then
-    fail(("%s holds results of a run with another config (see its config.yaml); use another --out"):format(run.dir))
-  end
-end
-run:write_config(cfg)
+local resumed = X.resume("suppress", run, cfg, "results.jsonl")
 
 local neurons_path = cfg.neurons
 if neurons_path == "" and run:exists("neurons.jsonl") then neurons_path = run:path("neurons.jsonl") end
@@ -145,21 +135,7 @@ local batch = cfg.batch > 0 and cfg.batch or nil
 ---------------------------------------------------------------------------------------------------
 -- The facts, their records and prompts.
 
-local record_of = {}
-for _, r in ipairs(records) do record_of[r.relation .. "\t" .. r.subject .. "\t" .. r.object] = r end
-
-local facts_list = {} -- { rel=, b=, fact=, rec=, key= } in relation and fact order
-local facts_of = {}   -- relation id -> list of entries
-for _, rel in ipairs(set.relations) do
-  facts_of[rel.id] = {}
-  for b, f in ipairs(rel.facts) do
-    local rec = record_of[rel.id .. "\t" .. f.subject .. "\t" .. f.object]
-    if not rec then fail(("no neurons for fact %s (%s, %s)"):format(rel.id, f.subject, f.object)) end
-    local e = { rel = rel, b = b, fact = f, rec = rec, key = table.concat({ rel.id, b, f.subject, f.object }, "\t") }
-    facts_list[#facts_list + 1] = e
-    table.insert(facts_of[rel.id], e)
-  end
-end
+local facts_list, facts_of = X.fact_entries("suppress", set, records) -- { rel=, b=, fact=, rec=, key= } in order
 
 -- Items and base probabilities, made once per fact (an off-target fact is used again later).
 local function items(e)
@@ -192,8 +168,7 @@ end
 -- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
 -- from the fact's own stream (so the sweep below draws the same ones).
 local function random_of(e)
-  return random.matched(e.rec.kn, F, random.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
-    { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil })
+  return X.random_control(e, e.rec.kn, F, cseed, cfg.controls.random_avoid_kn and e.rec.kn or nil)
 end
 
 local function plain(list)
@@ -207,7 +182,7 @@ end
 
 local done = {}
 for _, line in ipairs(resumed) do
-  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  local k = X.line_key(line)
   done[k] = done[k] or {}
   done[k][line.set] = true
 end
@@ -284,7 +259,7 @@ local wanted = {}
 for _, e in ipairs(facts_list) do wanted[e.key] = e end
 local lines = {}
 for _, line in ipairs(run:read_jsonl("results.jsonl")) do
-  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  local k = X.line_key(line)
   if wanted[k] then lines[k .. "\t" .. line.set] = line end -- the last line of a fact and set wins
 end
 
@@ -673,7 +648,7 @@ if #cfg.sweep.factors > 0 then
   -- present) are added back instead of scored again.
   local done, done_prompts = {}, 0
   for _, line in ipairs(run:read_jsonl("sweep.jsonl")) do
-    local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+    local k = X.line_key(line)
     local whole = type(line.sums) == "table"
     for _, c in ipairs(curves) do whole = whole and type(line.sums[c.key]) == "table" and #line.sums[c.key] == #factors end
     if whole then done[k] = line end

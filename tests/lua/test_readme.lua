@@ -82,6 +82,7 @@ local NOT_RUN = {
   ["make test"] = "runs this test: it would recurse",
   ["./knwb experiments/erase.lua"] = "minutes of CPU on the default model; tests/lua/test_update_erase.lua runs it end to end on a fixture model",
   ["./knwb experiments/erase.lua --set erase.relations=[]"] = "the full sweep, minutes of CPU; tests/lua/test_update_erase.lua erases every relation of a fixture",
+  ["./knwb experiments/ablate.lua"] = "scores P36's prompts three times (about 10 s of CPU); tests/lua/test_ablate.lua runs it on a fixture model",
   ["./knwb experiments/attribute.lua"] = "attributes every prompt of the fact set (minutes); tests/lua/test_attribute.lua runs it on a fixture model",
   ["./knwb experiments/suppress.lua"] = "minutes of CPU; tests/lua/test_suppress.lua runs it on a fixture model",
   ["./knwb experiments/update.lua"] = "minutes of CPU; tests/lua/test_update_erase.lua runs it on a fixture model",
