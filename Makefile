@@ -2,7 +2,7 @@
 # core/ is pure C11 + OpenBLAS (no Lua); lua/ holds the bindings and the CLI host.
 
 CC      ?= cc
-PKGS    := lua5.4 yaml-0.1 jansson openblas
+PKGS    := lua5.4 yaml-0.1 jansson openblas libpcre2-8
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -D_GNU_SOURCE -fno-fast-math
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -90,6 +90,7 @@ ref:
 	@sh scripts/deps.sh ref
 	/usr/bin/python3 tests/ref/gen_fixtures.py
 	/usr/bin/python3 tests/ref/gen_kernels.py
+	/usr/bin/python3 tests/ref/gen_tokenizers.py
 
 clean:
 	rm -rf $(B) knwb

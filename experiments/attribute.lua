@@ -55,7 +55,7 @@ local summary = {
   baseline = { avg_kn_per_fact = base.avg_kn_per_fact, intra_relation_shared = base.intra_relation_shared,
     inter_relation_shared = base.inter_relation_shared, layer_share = base.layer_share },
   prompts = st.prompts, seconds = seconds, prompts_per_second = st.computed > 0 and st.computed / seconds or nil,
-  computed = st.computed, reused = st.cache_hits, completeness_mean_abs_delta = st.mean_abs_delta,
+  computed = st.computed, reused = st.cache_hits, recomputed = st.cache_recomputed, completeness_mean_abs_delta = st.mean_abs_delta,
   degenerate_prompts = st.degenerate_prompts, relations = relations, value_slots = slots,
 }
 run:write_json("summary.json", summary)

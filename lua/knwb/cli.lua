@@ -29,9 +29,21 @@ local BUILTIN = {
   { name = "help", doc = "show this help and exit" },
 }
 
+-- Scripts whose config has an attribution section can split it over Slurm array tasks.
+local SHARDING = {
+  { name = "shard", arg = "K/N",
+    doc = "attribute only slice K of N of the facts into the shared attribution store and stop (Slurm job arrays; "
+      .. "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT do the same); then run without --shard, or with --merge" },
+  { name = "merge", doc = "use only scores already in the attribution store (after --shard runs): fail, naming what is missing, rather than compute" },
+}
+
+local function shardable(spec)
+  return spec.schema and spec.schema.fields and spec.schema.fields.attribution ~= nil
+end
+
 local function all_flags(spec)
   local flags, by_name = {}, {}
-  for _, list in ipairs { BUILTIN, spec.flags or {} } do
+  for _, list in ipairs { BUILTIN, shardable(spec) and SHARDING or {}, spec.flags or {} } do
     for _, f in ipairs(list) do
       if f.needs_schema and not spec.schema then goto continue end
       if by_name[f.name] then error(("cli: flag --%s is declared twice"):format(f.name), 3) end
@@ -212,6 +224,10 @@ function cli.try(args, spec)
   local ok, cfg = pcall(config.load, opts.config, spec.schema, opts.set)
   if not ok then return nil, tostring(cfg) end
   opts.cfg = cfg
+  if shardable(spec) then
+    local ok2, err = pcall(require("knwb.shard").configure, { shard = opts.shard, merge = opts.merge, cache = cfg.attribution.cache })
+    if not ok2 then return nil, tostring(err) end
+  end
   return opts
 end
 

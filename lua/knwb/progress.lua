@@ -66,7 +66,8 @@ function progress.new(label, total, opts)
   opts = opts or {}
   assert(type(label) == "string", "progress.new: label must be a string")
   assert(total == nil or (math.type(total) == "integer" and total >= 0), "progress.new: total must be an integer >= 0 or nil")
-  local mode = opts.mode or detect_mode()
+  -- progress.silent: set on MPI worker ranks, so that only rank 0 reports
+  local mode = progress.silent and "off" or opts.mode or detect_mode()
   local clock = opts.clock or default_clock()
   local now = clock()
   local self = setmetatable({
