@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,13 +117,37 @@ static int field_int(lua_State *L, int t, const char *k, int def, int required) 
     return (int)int_check(L, 0, v, INT_MIN, INT_END, what);
 }
 
+/* An integer field in [lo, hi) (def when absent), for values wider than an int (seeds). */
+static lua_Integer field_integer(lua_State *L, int t, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
+    if (lua_getfield(L, t, k) == LUA_TNIL) { lua_pop(L, 1); return def; }
+    int ok;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok) return luaL_error(L, "field '%s' must be an integer, got %s", k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    char what[96];
+    snprintf(what, sizeof what, "field '%s'", k);
+    return int_check(L, 0, v, lo, hi, what);
+}
+
+/* A number field (def when absent); NaN and infinities are refused, as every setting is. */
 static double field_num(lua_State *L, int t, const char *k, double def) {
     if (lua_getfield(L, t, k) == LUA_TNIL) { lua_pop(L, 1); return def; }
     int ok;
     double v = lua_tonumberx(L, -1, &ok);
     if (!ok) return luaL_error(L, "field '%s' must be a number, got %s", k, luaL_typename(L, -1));
     lua_pop(L, 1);
+    if (!isfinite(v)) return luaL_error(L, "field '%s' must be a finite number, got %f", k, v);
     return v;
+}
+
+/* The number at stack index idx as a float: a non-number, NaN, an infinity or a value beyond
+ * float range is an error naming `what` (it would otherwise become 0 or inf in the weights). */
+static float check_float(lua_State *L, int idx, const char *what) {
+    int ok;
+    double v = lua_tonumberx(L, idx, &ok);
+    if (!ok) return (float)luaL_error(L, "%s must be a number, got %s", what, luaL_typename(L, idx));
+    if (!isfinite(v) || fabs(v) > FLT_MAX) return (float)luaL_error(L, "%s must be a finite float32, got %f", what, v);
+    return (float)v;
 }
 
 /* Scratch memory of one binding call, freed however the call ends: a to-be-closed userdata,
@@ -480,12 +505,16 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
             s[j].val = pool_alloc(L, P, sizeof(float) * width);
             for (int k = 0; k < width; k++) {
                 lua_rawgeti(L, -1, k + 1);
-                s[j].val[k] = (float)lua_tonumber(L, -1);
+                snprintf(what, sizeof what, "intervention %d: values[%d]", j + 1, k + 1);
+                s[j].val[k] = check_float(L, -1, what);
                 lua_pop(L, 1);
             }
         }
         lua_pop(L, 1);
-        s[j].scalar = (float)field_num(L, top, "value", s[j].op == KN_SCALE ? 1.0 : 0.0);
+        lua_getfield(L, top, "value");
+        snprintf(what, sizeof what, "intervention %d: value", j + 1);
+        s[j].scalar = lua_isnil(L, -1) ? (s[j].op == KN_SCALE ? 1.0f : 0.0f) : check_float(L, -1, what);
+        lua_pop(L, 1);
         lua_getfield(L, top, "pos");
         if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mask") == 0)) s[j].pos_kind = 0;
         else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0) s[j].pos_kind = 1;
@@ -886,7 +915,9 @@ static int m_edit(lua_State *L) {
         }
         for (int r = 0; r < C; r++) {
             lua_rawgeti(L, -1, r + 1);
-            cols[(int64_t)j * C + r] = (float)lua_tonumber(L, -1);
+            char what[64];
+            snprintf(what, sizeof what, "edit entry %d: vector[%d]", j + 1, r + 1);
+            cols[(int64_t)j * C + r] = check_float(L, -1, what);
             lua_pop(L, 1);
         }
         lua_pop(L, 2);
@@ -1074,7 +1105,7 @@ static int l_trainer(lua_State *L) {
     lt->t = kn_trainer_new(m, B, T, P, (float)wd, &err);
     if (!lt->t) return raise_err(L, &err);
     double hd = field_num(L, 2, "hidden_dropout", 0), nd = field_num(L, 2, "neuron_dropout", 0);
-    lua_Integer seed = (lua_Integer)field_num(L, 2, "seed", 0);
+    lua_Integer seed = field_integer(L, 2, "seed", 0, 0, LUA_MAXINTEGER);
     if (kn_trainer_set_dropout(lt->t, (float)hd, (float)nd, (uint64_t)seed, &err) != 0) return raise_err(L, &err);
     return 1;
 }

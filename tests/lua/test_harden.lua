@@ -367,6 +367,22 @@ do
     "field 'num_hidden_layers' 4294967297 out of range", "a config size beyond int range is refused, not wrapped to 1")
   check.err(function() knwb.create({ hidden_size = 8, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 8 }, -1) end,
     "seed -1 out of range", "a negative seed")
+  -- numbers going into the weights or activations: never a silent 0 or inf
+  check.err(function() m:score({ it }, { interventions = { { layer = 0, neurons = { 1 }, values = { "x" } } } }) end,
+    "intervention 1: values[1] must be a number, got string", "an intervention value that is not a number")
+  check.err(function() m:score({ it }, { interventions = { { layer = 0, op = "scale", value = 0 / 0 } } }) end,
+    "intervention 1: value must be a finite float32", "an intervention value of NaN")
+  check.err(function() m:score({ it }, { interventions = { { layer = 0, op = "add", value = 1e300 } } }) end,
+    "intervention 1: value must be a finite float32", "an intervention value beyond float range")
+  local vec = {}
+  for r = 1, m:config().hidden_size do vec[r] = 0.0 end
+  vec[3] = 1 / 0
+  check.err(function() m:edit({ { layer = 0, neuron = 1, vector = vec } }) end, "edit entry 1: vector[3] must be a finite float32",
+    "an edit vector holding inf")
+  check.err(function() knwb.core.trainer(m, { batch = 1, seq = 4, rows = 1, seed = 2 ^ 70 }) end, "field 'seed' must be an integer",
+    "a trainer seed beyond the integers")
+  check.err(function() knwb.core.trainer(m, { batch = 1, seq = 4, rows = 1, weight_decay = 0 / 0 }) end,
+    "field 'weight_decay' must be a finite number", "a NaN weight decay")
 end
 
 print("# NUL bytes are refused at the C boundary (issues 13.7, 12.7)")
