@@ -494,6 +494,82 @@ static void bad_inputs(void) {
     rmdir(dir);
 }
 
+/* ---------------------------------------------------------------- loader refusals */
+
+/* Writes src's parameters (with edits) as dir/model.safetensors next to src_dir's config.json:
+ * rename_bare strips the "model." prefix, extra adds a tensor, bad_shape transposes one 2-D
+ * tensor's shape, head adds lm_head.weight (= the embeddings, or perturbed). */
+static dec_model *rewrite_and_load(const dec_model *src, const char *src_dir, int rename_bare, const char *extra,
+                                   const char *bad_shape, int head, kn_err *err) {
+    char dir[] = "/tmp/knwb_test_decoder_load_XXXXXX", p[256], q[256];
+    if (!mkdtemp(dir)) return NULL;
+    int n = src->nparams, k = 0;
+    const char **names = calloc(n + 2, sizeof *names);
+    int *nd = calloc(n + 2, sizeof *nd);
+    int64_t (*sh)[8] = calloc(n + 2, sizeof *sh);
+    const float **data = calloc(n + 2, sizeof *data);
+    float *pert = NULL;
+    for (int i = 0; i < n; i++, k++) {
+        const kn_param *pp = &src->params[i];
+        names[k] = rename_bare && strncmp(pp->name, "model.", 6) == 0 ? pp->name + 6 : pp->name;
+        nd[k] = pp->ndim;
+        sh[k][0] = pp->shape[0];
+        sh[k][1] = pp->shape[1];
+        if (bad_shape && strcmp(pp->name, bad_shape) == 0) { sh[k][0] = pp->shape[1]; sh[k][1] = pp->shape[0]; }
+        data[k] = pp->data;
+    }
+    if (extra) { names[k] = extra; nd[k] = 1; sh[k][0] = 4; data[k++] = src->params[0].data; }
+    if (head) {
+        const kn_param *e = &src->params[0];
+        pert = malloc(sizeof(float) * e->numel);
+        memcpy(pert, e->data, sizeof(float) * e->numel);
+        if (head == 2) pert[17] += 1e-3f;
+        names[k] = "lm_head.weight"; nd[k] = 2; sh[k][0] = e->shape[0]; sh[k][1] = e->shape[1]; data[k++] = pert;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    st_write(p, k, names, nd, (const int64_t (*)[8])sh, data, err);
+    snprintf(q, sizeof q, "%s/config.json", dir);
+    snprintf(p, sizeof p, "%s/config.json", src_dir);
+    copy_file(p, q);
+    dec_model *m = dec_model_load(dir, err);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    unlink(q);
+    rmdir(dir);
+    free(names); free(nd); free(sh); free(data); free(pert);
+    return m;
+}
+
+static void loader_checks(void) {
+    kn_err err = { "" };
+    dec_model *src = dec_model_load(FIX "llama_tied", &err);
+    CHECK(src != NULL, "llama_tied loads (%s)", src ? "ok" : err.msg);
+    if (!src) return;
+    dec_model *m = rewrite_and_load(src, FIX "llama_tied", 1, NULL, NULL, 0, &err);
+    int same = m != NULL && m->nparams == src->nparams;
+    for (int i = 0; same && i < m->nparams; i++)
+        same = memcmp(m->params[i].data, src->params[i].data, sizeof(float) * m->params[i].numel) == 0;
+    CHECK(same, "names without the model. prefix load the same weights (%s)", m ? "ok" : err.msg);
+    dec_model_free(m);
+    m = rewrite_and_load(src, FIX "llama_tied", 0, "model.layers.0.mlp.extra_proj.weight", NULL, 0, &err);
+    CHECK(m == NULL, "an unknown tensor is refused");
+    CHECK_MSG(err.msg, "model.layers.0.mlp.extra_proj.weight", "unknown tensor");
+    dec_model_free(m);
+    m = rewrite_and_load(src, FIX "llama_tied", 0, NULL, "model.layers.1.self_attn.k_proj.weight", 0, &err);
+    CHECK(m == NULL, "a tensor of the wrong shape is refused");
+    CHECK_MSG(err.msg, "'model.layers.1.self_attn.k_proj.weight' has shape [24, 8], expected [8, 24]", "wrong shape");
+    dec_model_free(m);
+    m = rewrite_and_load(src, FIX "llama_tied", 0, NULL, NULL, 1, &err);
+    CHECK(m != NULL && m->w.head == m->w.tok_emb, "a tied checkpoint storing lm_head.weight equal to the embeddings loads (%s)",
+          m ? "ok" : err.msg);
+    dec_model_free(m);
+    m = rewrite_and_load(src, FIX "llama_tied", 0, NULL, NULL, 2, &err);
+    CHECK(m == NULL, "a tied checkpoint whose lm_head.weight differs from the embeddings is refused");
+    CHECK_MSG(err.msg, "lm_head.weight", "tied head");
+    dec_model_free(m);
+    dec_model_free(src);
+}
+
 int main(void) {
     static const char *cases[] = { "gpt2", "gpt2_noprefix", "llama", "llama_tied", "llama3_rope", "llama_linear_rope",
                                    "qwen2", "mistral", "llama_bf16", "llama_sharded" };
@@ -517,5 +593,6 @@ int main(void) {
     fd_model("tiny llama (tied, qwen2-style q/k/v biases, default RoPE)", &l, 0);
     bad_configs();
     bad_inputs();
+    loader_checks();
     return check_done();
 }
