@@ -108,6 +108,11 @@ dec_model *dec_model_create(const dec_config *cfg, uint64_t seed, float std, kn_
 void dec_model_free(dec_model *m);
 const kn_param *dec_model_param(const dec_model *m, const char *name);
 
+/* Neuron i of layer l's value slot: C floats at ptr[j * stride], j < C: row i of GPT-2's
+ * mlp.c_proj.weight [F, C] (stride 1), column i of Llama's down_proj.weight [C, F] (stride F).
+ * NULL for l or i out of range. */
+float *dec_value_slot(const dec_model *m, int l, int i, int *stride);
+
 /* ---- activations ---- */
 typedef struct dec_acts {
     int B, T, P;                   /* capacity */

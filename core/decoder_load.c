@@ -150,6 +150,18 @@ const kn_param *dec_model_param(const dec_model *m, const char *name) {
     return NULL;
 }
 
+float *dec_value_slot(const dec_model *m, int l, int i, int *stride) {
+    const dec_config *c = &m->cfg;
+    if (l < 0 || l >= c->layers || i < 0 || i >= c->ffn) return NULL;
+    float *w = m->w.layer[l].down_w;
+    if (c->family == DEC_GPT2) {
+        *stride = 1;
+        return w + (int64_t)i * c->hidden;
+    }
+    *stride = c->ffn;
+    return w + i;
+}
+
 /* ---------------------------------------------------------------- from files */
 
 /* The prefix a family's names may lack in a file (GPT2Model / LlamaModel saved bare). */

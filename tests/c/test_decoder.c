@@ -226,22 +226,25 @@ static void run_case(const char *name) {
     d = ez && rc == 0 ? rel(lz, ez, (long)N * V, 1e-3) : INFINITY;
     CHECK(d < 1e-4, "%s: zero-neuron logits rel err %.2e < 1e-4", name, d);
     float *dw = m->w.layer[zl].down_w;
-    int C = c->hidden;
+    int C = c->hidden, stride = 0;
+    float *vs = dec_value_slot(m, zl, zi, &stride);
+    CHECK(vs == (c->family == DEC_GPT2 ? dw + (int64_t)zi * C : dw + zi) && stride == (c->family == DEC_GPT2 ? 1 : F),
+          "%s: value slot %d of layer %d is %s %d of the down projection (stride %d)", name, zi, zl,
+          c->family == DEC_GPT2 ? "row" : "column", zi, stride);
     float *saved = malloc(sizeof(float) * C);
     for (int j = 0; j < C; j++) {
-        float *slot = c->family == DEC_GPT2 ? &dw[(int64_t)zi * C + j] : &dw[(int64_t)j * F + zi];
-        saved[j] = *slot;
-        *slot = 0.0f;
+        saved[j] = vs[(int64_t)j * stride];
+        vs[(int64_t)j * stride] = 0.0f;
     }
     rc = dec_forward(m, a, ids, am, NULL, B, T, all, N, NULL, 0, &err);
     d = 0;
     for (long i = 0; i < (long)N * V; i++) d = fmax(d, fabs(a->logits[i] - lz[i]));
     CHECK(rc == 0 && d == 0.0, "%s: zeroing neuron %d of layer %d == zeroing its value slot (%s of the down projection): max |diff| %.1e",
           name, zi, zl, c->family == DEC_GPT2 ? "row" : "column", d);
-    for (int j = 0; j < C; j++) {
-        float *slot = c->family == DEC_GPT2 ? &dw[(int64_t)zi * C + j] : &dw[(int64_t)j * F + zi];
-        *slot = saved[j];
-    }
+    for (int j = 0; j < C; j++) vs[(int64_t)j * stride] = saved[j];
+    rc = dec_forward(m, a, ids, am, NULL, B, T, all, N, NULL, 0, &err);
+    d = el && rc == 0 ? rel(a->logits, el, (long)N * V, 1e-3) : INFINITY;
+    CHECK(d < 1e-4, "%s: the slot restored, logits back to the reference (rel err %.2e)", name, d);
 
     /* ---- LM loss and the gradient of every parameter */
     float *grads = calloc((size_t)m->nweights, sizeof(float));
@@ -570,6 +573,44 @@ static void loader_checks(void) {
     dec_model_free(src);
 }
 
+/* Left padding: a row padded on the left, with positions cumsum(mask) - 1 as HF's generate
+ * passes them, gives the unpadded sequence's logits and activations at its real tokens. */
+static void left_padding(const char *name) {
+    kn_err err = { "" };
+    char tmpdir[256];
+    dec_model *m = load_case(name, tmpdir);
+    if (!m) return;
+    enum { T = 7, PAD = 3 };
+    int V = m->cfg.vocab_size, F = m->cfg.ffn;
+    int ids[2 * T], am[2 * T], pos[2 * T], rows[2 * T];
+    for (int t = 0; t < T; t++) {
+        ids[t] = (37 * t + 11) % V;                     /* row 0: T real tokens */
+        ids[T + t] = t < PAD ? 0 : ids[t - PAD];        /* row 1: PAD pads, then row 0's first T - PAD */
+        am[t] = 1;
+        am[T + t] = t >= PAD;
+        pos[t] = t;
+        pos[T + t] = t < PAD ? 0 : t - PAD;
+    }
+    for (int i = 0; i < 2 * T; i++) rows[i] = i;
+    dec_acts *a = dec_acts_new(m, 2, T, 2 * T, &err);
+    int rc = dec_forward(m, a, ids, am, pos, 2, T, rows, 2 * T, NULL, 0, &err);
+    double dl = 0, da = 0, scale = 0;
+    int64_t NF = (int64_t)a->B * a->T * F;
+    for (int t = PAD; t < T; t++) {
+        const float *x = a->logits + (int64_t)(T + t) * V, *y = a->logits + (int64_t)(t - PAD) * V;
+        for (int j = 0; j < V; j++) { dl = fmax(dl, fabs(x[j] - y[j])); scale = fmax(scale, fabs(y[j])); }
+        for (int l = 0; l < m->cfg.layers; l++) {
+            const float *u = a->act + l * NF + (int64_t)(T + t) * F, *w = a->act + l * NF + (int64_t)(t - PAD) * F;
+            for (int j = 0; j < F; j++) da = fmax(da, fabs(u[j] - w[j]));
+        }
+    }
+    CHECK(rc == 0 && dl <= 1e-5 * scale && da < 1e-5, "%s: left-padded row (%d pads, positions cumsum - 1) = the unpadded one: logits max |diff| %.1e (scale %.1f), ffn.act %.1e",
+          name, PAD, dl, scale, da);
+    dec_acts_free(a);
+    dec_model_free(m);
+    cleanup_tmp(tmpdir);
+}
+
 int main(void) {
     static const char *cases[] = { "gpt2", "gpt2_noprefix", "llama", "llama_tied", "llama3_rope", "llama_linear_rope",
                                    "qwen2", "mistral", "llama_bf16", "llama_sharded" };
@@ -594,5 +635,7 @@ int main(void) {
     bad_configs();
     bad_inputs();
     loader_checks();
+    left_padding("gpt2");
+    left_padding("llama");
     return check_done();
 }
