@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "bert.h"      /* kn_param, kn_intervention (the same structs and semantics as BERT's) */
+#include "ig.h"        /* kn_quadrature */
 #include "error.h"
 #include "kernels.h"
 #include "safetensors.h"
@@ -175,13 +176,19 @@ int dec_backward(const dec_model *m, dec_acts *a, const float *dlogits, int stop
  * the last forward's head rows; obj[p] receives each row's P or log P (may be NULL). */
 void dec_objective_grad(const dec_acts *a, int V, const int *target, int use_log, float *dlogits, double *obj);
 
-/* Integrated gradients (Dai et al., left Riemann sum as the official code): one prompt ids[T]
- * (unpadded), the activation vector w of `layer` at position pos replaced by (k/steps) w for
- * k = 0..steps-1 in one batch of steps rows (layers below computed once), scores[F] = w/steps
- * * sum_k dP/dz at z = (k/steps) w, P the probability of target at row pos (log P when
- * use_log). p_full, p_zero (may be NULL): P with w, and with 0 at that position. */
-int dec_ig(const dec_model *m, const int *ids, int T, int pos, int target, int layer, int steps, int use_log,
-           float *scores, double *p_full, double *p_zero, kn_err *err);
+/* Integrated gradients of one prompt ids[T] (unpadded) at layer `layer`, position pos (Dai et
+ * al.): the activation vector w there is replaced by alpha_k w along the quadrature's points
+ * (kn_quadrature_points of ig.h; KN_QUAD_LEFT is the official code's left Riemann sum
+ * alpha_k = k/steps), all points as one batch of rows starting at `layer` (the layers below are
+ * computed once), and scores[F] = w * sum_k weight_k dO/dz at z = alpha_k w.
+ * The objective O is the target's probability, teacher-forced over nt tokens: the prompt rows
+ * tpos[j] predict targets[j] (single-token: nt = 1, tpos = {pos} for the last prompt token;
+ * multi-token: ids holds prompt + target[0..nt-2] and tpos = T_prompt-1 ..), and
+ * O = prod_j P(targets[j] | row tpos[j]) = exp(sum_j log P), or sum_j log P when use_log.
+ * Every tpos[j] must be >= pos (a row before pos does not depend on z). p_full, p_zero (may be
+ * NULL): O with w, and with 0 at (layer, pos). */
+int dec_ig(const dec_model *m, const int *ids, int T, int pos, const int *tpos, const int *targets, int nt, int layer,
+           kn_quadrature quad, int steps, int use_log, float *scores, double *p_full, double *p_zero, kn_err *err);
 
 /* The causal-LM loss of HF (logits at t predict labels[t+1], mean cross-entropy over labels
  * != -100) of a batch (attn, pos as dec_forward), and with grads (flat, laid out by

@@ -25,35 +25,74 @@ void dec_objective_grad(const dec_acts *a, int V, const int *target, int use_log
     }
 }
 
-int dec_ig(const dec_model *m, const int *ids, int T, int pos, int target, int layer, int steps, int use_log,
-           float *scores, double *p_full, double *p_zero, kn_err *err) {
+/* Per quadrature row r (head rows r*nt .. r*nt+nt-1): O_r and dlogits for O = exp(sum log P)
+ * (d/dlogits = O * sum_j ([y_j] - p_j)) or sum log P; rows with weight 0 get no gradient. */
+static void mt_objective(const dec_acts *a, int V, int nt, int rows, const int *targets, int use_log, const double *weight,
+                         float *dlogits, double *obj) {
+    for (int r = 0; r < rows; r++) {
+        double logp = 0;
+        for (int j = 0; j < nt; j++) {
+            int64_t h = (int64_t)r * nt + j;
+            const float *lg = a->logits + h * V;
+            float *d = dlogits + h * V;
+            float mx = lg[0];
+            for (int v = 1; v < V; v++) if (lg[v] > mx) mx = lg[v];
+            double lse = softmax_row(d, lg, V); /* d = probs */
+            logp += (double)lg[targets[j]] - mx - lse;
+        }
+        obj[r] = use_log ? logp : exp(logp);
+        float scale = weight[r] == 0.0 ? 0.0f : use_log ? 1.0f : (float)obj[r];
+        for (int j = 0; j < nt; j++) {
+            float *d = dlogits + ((int64_t)r * nt + j) * V;
+            for (int v = 0; v < V; v++) d[v] = -scale * d[v];
+            d[targets[j]] += scale;
+        }
+    }
+}
+
+int dec_ig(const dec_model *m, const int *ids, int T, int pos, const int *tpos, const int *targets, int nt, int layer,
+           kn_quadrature quad, int steps, int use_log, float *scores, double *p_full, double *p_zero, kn_err *err) {
     const dec_config *c = &m->cfg;
     int C = c->hidden, F = c->ffn, V = c->vocab_size;
-    if (steps < 1) return kn_fail(err, "integrated gradients: %d steps, need at least 1", steps);
     if (layer < 0 || layer >= c->layers) return kn_fail(err, "layer %d out of range [0, %d)", layer, c->layers);
     if (pos < 0 || pos >= T) return kn_fail(err, "position %d out of range [0, %d)", pos, T);
-    if (target < 0 || target >= V) return kn_fail(err, "target id %d out of range [0, %d)", target, V);
-    dec_acts *a = dec_acts_new(m, steps, T, steps, err);
-    if (!a) return -1;
+    if (nt < 1) return kn_fail(err, "integrated gradients: %d target tokens, need at least 1", nt);
+    for (int j = 0; j < nt; j++) {
+        if (targets[j] < 0 || targets[j] >= V) return kn_fail(err, "target %d: id %d out of range [0, %d)", j + 1, targets[j], V);
+        if (tpos[j] < pos || tpos[j] >= T)
+            return kn_fail(err, "target %d: predicting row %d out of range [%d, %d) (the attributed position to the end)", j + 1,
+                           tpos[j], pos, T);
+    }
+    if (steps < 1) return kn_fail(err, "integrated gradients: steps %d must be >= 1", steps);
+    /* the quadrature points, plus an alpha = 0 row of weight 0 when the rule has none (P(0)) */
+    double *alpha = kn_malloc(sizeof(double) * ((size_t)steps + 1)), *weight = kn_malloc(sizeof(double) * ((size_t)steps + 1));
+    if (!alpha || !weight) { free(alpha); free(weight); return kn_fail(err, "out of memory for %d steps", steps); }
+    if (kn_quadrature_points(quad, steps, alpha, weight, err) != 0) { free(alpha); free(weight); return -1; }
+    int zero_k = -1;
+    for (int k = 0; k < steps && zero_k < 0; k++) if (alpha[k] == 0.0) zero_k = k;
+    int R = steps;
+    if (zero_k < 0) { alpha[R] = 0.0; weight[R] = 0.0; zero_k = R++; }
+    dec_acts *a = dec_acts_new(m, R, T, R * nt, err);
+    if (!a) { free(alpha); free(weight); return -1; }
     int rc = -1;
     float *w = kn_malloc(sizeof(float) * (size_t)F);
-    float *vals = kn_malloc(sizeof(float) * (size_t)steps * F);
-    float *dlogits = kn_malloc(sizeof(float) * (size_t)steps * V);
-    float *g = kn_malloc(sizeof(float) * (size_t)steps * T * F);
-    double *obj = kn_malloc(sizeof(double) * (size_t)steps);
-    int *rows = kn_malloc(sizeof(int) * (size_t)steps);
-    kn_intervention *iv = kn_calloc((size_t)steps, sizeof *iv);
+    float *vals = kn_malloc(sizeof(float) * (size_t)R * F);
+    float *dlogits = kn_malloc(sizeof(float) * (size_t)R * nt * V);
+    float *g = kn_malloc(sizeof(float) * (size_t)R * T * F);
+    double *obj = kn_malloc(sizeof(double) * (size_t)R);
+    int *rows = kn_malloc(sizeof(int) * (size_t)R * nt);
+    kn_intervention *iv = kn_calloc((size_t)R, sizeof *iv);
     float **dact = kn_calloc((size_t)c->layers, sizeof *dact);
     if (!w || !vals || !dlogits || !g || !obj || !rows || !iv || !dact) { kn_fail(err, "out of memory"); goto done; }
-    /* the prompt once: P(w) and w, the activation at (layer, pos) */
-    int hr = pos;
-    if (dec_forward(m, a, ids, NULL, NULL, 1, T, &hr, 1, NULL, 0, err) != 0) goto done;
-    dec_objective_grad(a, V, &target, use_log, dlogits, obj);
+    /* the prompt once: O(w) and w, the activation at (layer, pos) */
+    if (dec_forward(m, a, ids, NULL, NULL, 1, T, tpos, nt, NULL, 0, err) != 0) goto done;
+    double one = 1.0;
+    mt_objective(a, V, nt, 1, targets, use_log, &one, dlogits, obj);
     if (p_full) *p_full = obj[0];
     int64_t NC = (int64_t)a->B * a->T * C, NF = (int64_t)a->B * a->T * F, tc = (int64_t)T * C;
     memcpy(w, a->act + layer * NF + (int64_t)pos * F, sizeof(float) * F);
     /* every row starts at `layer` from the prompt's state there (the layers below are equal) */
-    for (int k = 1; k < steps; k++) {
+    for (int k = 1; k < R; k++) {
         memcpy(a->x + layer * NC + k * tc, a->x + layer * NC, sizeof(float) * tc);
         memcpy(a->keymask + (int64_t)k * T, a->keymask, sizeof(float) * T);
         memcpy(a->ids + (int64_t)k * T, a->ids, sizeof(int) * T);
@@ -63,26 +102,25 @@ int dec_ig(const dec_model *m, const int *ids, int T, int pos, int target, int l
             memcpy(a->rsin + (int64_t)k * T * c->head_dim, a->rsin, sizeof(float) * T * c->head_dim);
         }
     }
-    for (int k = 0; k < steps; k++) {
-        float alpha = (float)((double)k / steps);
-        for (int i = 0; i < F; i++) vals[(int64_t)k * F + i] = alpha * w[i];
+    for (int k = 0; k < R; k++) {
+        float al = (float)alpha[k];
+        for (int i = 0; i < F; i++) vals[(int64_t)k * F + i] = al * w[i];
         iv[k] = (kn_intervention){ .layer = layer, .row = k, .pos = pos, .op = KN_SET, .n = 0, .val = vals + (int64_t)k * F };
-        rows[k] = k * T + pos;
+        for (int j = 0; j < nt; j++) rows[k * nt + j] = k * T + tpos[j];
     }
-    if (dec_forward_from(m, a, layer, steps, T, rows, steps, iv, steps, err) != 0) goto done;
-    int *tg = (int *)rows; /* reuse: the target for every head row */
-    for (int k = 0; k < steps; k++) tg[k] = target;
-    dec_objective_grad(a, V, tg, use_log, dlogits, obj);
-    if (p_zero) *p_zero = obj[0]; /* alpha_0 = 0: the baseline */
+    if (dec_forward_from(m, a, layer, R, T, rows, R * nt, iv, R, err) != 0) goto done;
+    mt_objective(a, V, nt, R, targets, use_log, weight, dlogits, obj);
+    if (p_zero) *p_zero = obj[zero_k];
     dact[layer] = g;
     if (dec_backward(m, a, dlogits, layer, dact, NULL, err) != 0) goto done;
     for (int i = 0; i < F; i++) {
         double s = 0;
-        for (int k = 0; k < steps; k++) s += g[((int64_t)k * T + pos) * F + i];
-        scores[i] = (float)(w[i] * s / steps);
+        for (int k = 0; k < R; k++) s += weight[k] * g[((int64_t)k * T + pos) * F + i];
+        scores[i] = (float)(w[i] * s);
     }
     rc = 0;
 done:
+    free(alpha); free(weight);
     free(w); free(vals); free(dlogits); free(g); free(obj); free(rows); free(iv); free(dact);
     dec_acts_free(a);
     return rc;

@@ -267,22 +267,23 @@ static void run_case(const char *name) {
     CHECK(missing == 0 && worst < 2e-3, "%s: lm_loss gradients of all %d parameters, worst rel err %.2e (%s) < 2e-3", name,
           m->nparams, worst, worst_name);
 
-    /* ---- integrated gradients at pred_pos of row ig_row alone, every layer, m = 20 and 5 */
+    /* ---- integrated gradients at pred_pos of row ig_row alone, every layer: left m = 20 and 5,
+     * right m = 20 */
     int r = json_integer_value(json_object_get(in, "ig_row")), steps = json_integer_value(json_object_get(in, "ig_steps"));
     int Tr = 0;
     for (int t = 0; t < T; t++) Tr += am[r * T + t];
     float *sc = malloc(sizeof(float) * F);
     for (int l = 0; l < L; l++) {
-        for (int pass = 0; pass < 2; pass++) {
-            int ms = pass ? 5 : steps;
+        for (int pass = 0; pass < 3; pass++) {
+            int ms = pass == 1 ? 5 : steps;
+            kn_quadrature q = pass == 2 ? KN_QUAD_RIGHT : KN_QUAD_LEFT;
             double pf, pz;
-            rc = dec_ig(m, ids + r * T, Tr, pred[r], target[r], l, ms, 0, sc, &pf, &pz, &err);
-            if (pass) snprintf(key, sizeof key, "ig_left_m5.%d", l);
-            else snprintf(key, sizeof key, "ig_left.%d", l);
+            rc = dec_ig(m, ids + r * T, Tr, pred[r], &pred[r], &target[r], 1, l, q, ms, 0, sc, &pf, &pz, &err);
+            snprintf(key, sizeof key, pass == 0 ? "ig_left.%d" : pass == 1 ? "ig_left_m5.%d" : "ig_right.%d", l);
             const float *eg = expt(e, key, F);
             d = eg && rc == 0 ? rel(sc, eg, F, 1e-6) : INFINITY;
-            CHECK(d < 2e-3, "%s: IG layer %d, m=%d (left) rel err %.2e < 2e-3 (%s)", name, l, ms, d, rc ? err.msg : "ok");
-            if (pass) continue;
+            CHECK(d < 2e-3, "%s: IG layer %d, m=%d %s rel err %.2e < 2e-3 (%s)", name, l, ms, pass == 2 ? "right" : "left", d,
+                  rc ? err.msg : "ok");
             snprintf(key, sizeof key, "ig_p_zero.%d", l);
             const float *e0 = expt(e, key, 1), *e1 = expt(e, "ig_p_full", 1);
             CHECK(fabs(pz - e0[0]) < 1e-5 && fabs(pf - e1[0]) < 1e-5, "%s: IG layer %d P(w) %.6f vs %.6f, P(0) %.6f vs %.6f", name, l, pf,
@@ -314,6 +315,21 @@ static void run_case(const char *name) {
         d = eg ? rel(gp[l], eg, (long)S * F, 1e-6) : INFINITY;
         CHECK(d < 1e-3, "%s: %s rel err %.2e < 1e-3", name, key, d);
     }
+
+    /* multi-token IG at the last prompt position: O = P(target) teacher-forced, left and right */
+    for (int l = 0; l < L; l++)
+        for (int pass = 0; pass < 2; pass++) {
+            double pf, pz;
+            rc = dec_ig(m, seq, S, np - 1, mrows, mtt, nt, l, pass ? KN_QUAD_RIGHT : KN_QUAD_LEFT, steps, 0, sc, &pf, &pz, &err);
+            snprintf(key, sizeof key, pass ? "ig_mt_right.%d" : "ig_mt_left.%d", l);
+            const float *eg = expt(e, key, F);
+            d = eg && rc == 0 ? rel(sc, eg, F, 1e-9) : INFINITY;
+            snprintf(key, sizeof key, "ig_mt_p_zero.%d", l);
+            const float *e0 = expt(e, key, 1), *e1 = expt(e, "mt_prob", 1);
+            CHECK(d < 2e-3 && fabs(pz - e0[0]) <= 1e-4 * e0[0] && fabs(pf - e1[0]) <= 1e-4 * e1[0],
+                  "%s: multi-token IG layer %d %s rel err %.2e < 2e-3; P(w) %.4e vs %.4e, P(0) %.4e vs %.4e (%s)", name, l,
+                  pass ? "right" : "left", d, pf, e1[0], pz, e0[0], rc ? err.msg : "ok");
+        }
 
     /* ---- greedy generation with the KV cache: the fixture, and the argmax of full forwards */
     int gn, steps_g = json_integer_value(json_object_get(in, "gen_steps"));
