@@ -26,8 +26,6 @@
 
 #define FIX "tests/fixtures/ref/"
 
-static int B_, T_;
-
 static double rel(const float *a, const float *b, long n, double floor) { return check_rel_err(a, b, n, floor); }
 
 static const float *expt(const st_file *e, const char *name, long want) {
@@ -147,7 +145,6 @@ static void run_case(const char *name) {
     int n, nb;
     json_t *ids_j = json_object_get(in, "input_ids");
     int B = json_array_size(ids_j), T = json_array_size(json_array_get(ids_j, 0));
-    B_ = B; T_ = T;
     int N = B * T;
     int *ids = json_ints(ids_j, &n), *am = json_ints(json_object_get(in, "attention_mask"), &n);
     int *labels = json_ints(json_object_get(in, "lm_labels"), &n);
@@ -627,6 +624,33 @@ static void left_padding(const char *name) {
     cleanup_tmp(tmpdir);
 }
 
+/* Every allocation of the loader, the arena, IG and generation failing in turn: each call
+ * reports it and leaks nothing (ASan's leak check runs on the sanitizer build). */
+static void alloc_failures(void) {
+    const char *dirs[] = { FIX "llama_sharded", FIX "llama_bf16" };
+    int reported = 0, calls = 0, bad = 0;
+    for (int d = 0; d < 2; d++)
+        for (long n = 1; n < 400; n++) {
+            kn_err err = { "" };
+            kn_alloc_fail_after(n);
+            dec_model *m = dec_model_load(dirs[d], &err);
+            int ids[5] = { 1, 7, 9, 11, 4 }, tpos = 4, tg = 5, out[3];
+            float sc[64];
+            int rc = -1;
+            if (m) {
+                rc = dec_ig(m, ids, 5, 4, &tpos, &tg, 1, 1, KN_QUAD_GAUSS, 3, 0, sc, NULL, NULL, &err);
+                if (rc == 0) rc = dec_generate(m, ids, 5, 3, out, &err);
+            }
+            kn_alloc_fail_after(0);
+            calls++;
+            if (m && rc == 0) { dec_model_free(m); break; } /* n passed the last allocation */
+            if (err.msg[0]) reported++;
+            else bad++;
+            dec_model_free(m);
+        }
+    CHECK(bad == 0 && reported > 10, "allocation failures in load/IG/generate: %d runs, %d reported, %d silent", calls, reported, bad);
+}
+
 int main(void) {
     static const char *cases[] = { "gpt2", "gpt2_noprefix", "llama", "llama_tied", "llama3_rope", "llama_linear_rope",
                                    "qwen2", "mistral", "llama_bf16", "llama_sharded" };
@@ -652,6 +676,7 @@ int main(void) {
     bad_inputs();
     loader_checks();
     left_padding("gpt2");
+    alloc_failures();
     left_padding("llama");
     return check_done();
 }
