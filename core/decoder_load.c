@@ -235,6 +235,11 @@ dec_model *dec_model_from_files(const dec_config *cfg, st_file **files, int nfil
                         (long long)s[i].shape[0]);
             goto fail;
         }
+        if (x.t->dtype != ST_F32 && x.t->dtype != ST_F16 && x.t->dtype != ST_BF16) {
+            kn_fail(err, "%s: tensor '%s' has dtype %s; parameters must be F32, F16 or BF16", files[x.file]->path, x.t->name,
+                    st_dtype_name(x.t->dtype));
+            goto fail;
+        }
         used[x.file][x.t - files[x.file]->tensors] = 1;
         fd[i] = x;
         if (!is_inplace(x.t)) convert += x.t->numel;
