@@ -38,6 +38,15 @@ static int plan_acts(const dec_config *c, dec_acts *a, int B, int T, int P, plan
     return n;
 }
 
+int64_t dec_acts_bytes(const dec_config *cfg, int B, int T, int P) {
+    dec_acts a;
+    plan p[64];
+    int n = plan_acts(cfg, &a, B, T, P, p);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += (p[i].n + 16) & ~(int64_t)15;
+    return total * (int64_t)sizeof(float);
+}
+
 dec_acts *dec_acts_new(const dec_model *m, int B, int T, int P, kn_err *err) {
     const dec_config *c = &m->cfg;
     if (B < 1 || T < 1 || P < 0) { kn_fail(err, "activation arena: bad sizes B=%d T=%d P=%d", B, T, P); return NULL; }

@@ -149,6 +149,8 @@ typedef struct dec_acts {
  * max_position_embeddings, nor Mistral's sliding window). */
 dec_acts *dec_acts_new(const dec_model *m, int B, int T, int P, kn_err *err);
 void dec_acts_free(dec_acts *a);
+/* Bytes such an arena takes (for planning batch sizes and reporting memory). */
+int64_t dec_acts_bytes(const dec_config *cfg, int B, int T, int P);
 
 /* Forward. ids [B*T]; attn [B*T] 0/1 (NULL = all 1; left or right padding: padded keys are
  * never attended); pos [B*T] the position of each token (NULL = 0..T-1 in every row, as HF's

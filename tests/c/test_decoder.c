@@ -154,6 +154,8 @@ static void run_case(const char *name) {
     dec_acts *a = dec_acts_new(m, B, T, N, &err);
     int *all = malloc(sizeof(int) * N);
     for (int i = 0; i < N; i++) all[i] = i;
+    CHECK(a && a->bytes == dec_acts_bytes(c, B, T, N), "%s: arena of %lld bytes as dec_acts_bytes plans", name,
+          a ? (long long)a->bytes : -1LL);
     int rc = dec_forward(m, a, ids, am, NULL, B, T, all, N, NULL, 0, &err);
     CHECK(rc == 0, "%s: forward (%s)", name, rc ? err.msg : "ok");
     const float *el = expt(e, "logits", (long)N * V);
