@@ -1,6 +1,7 @@
 /* fileio.c: regular-file reads with caps, atomic writes, mkdir -p and atomic folder replacement
  * (see fileio.h for the contract). POSIX + Linux's renameat2; no shell is ever run. */
 #include "fileio.h"
+#include "alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -79,8 +80,8 @@ char *kn_read_file(const char *path, size_t max_bytes, const char *what, size_t 
         kn_fail(err, "%s: %s is more than %s may hold (%s)", path, got, what ? what : "this file", cap);
         goto fail;
     }
-    size_t n = (size_t)sb.st_size, got = 0;
-    buf = malloc(n + 1);
+    size_t n = (size_t)sb.st_size, n1, got = 0;
+    buf = kn_add_size(n, 1, &n1) == 0 ? kn_malloc(n1) : NULL;
     if (!buf) { kn_fail(err, "%s: out of memory reading %zu bytes", path, n); goto fail; }
     /* read to the end, not to st_size: a file that grows meanwhile is cut at the cap, not overrun */
     for (;;) {
@@ -245,7 +246,7 @@ int kn_append_file(const char *path, const void *data, size_t len, int sync, lon
 int kn_mkdirs(const char *path, kn_err *err) {
     size_t n = strlen(path);
     if (n == 0) return kn_fail(err, "empty folder name");
-    char *p = malloc(n + 1);
+    char *p = kn_malloc(n + 1);
     if (!p) return kn_fail(err, "%s: out of memory", path);
     memcpy(p, path, n + 1);
     for (size_t i = 1; i <= n; i++) {

@@ -1,6 +1,6 @@
 /* test_alloc_fail.c: every allocation in core/ may fail, and each failure is a clean error.
- * For a load, a forward, an attribution (with and without a workspace), an edit, a slot
- * projection, a tokenization and a training step, the operation is first run once to count its
+ * For a model load, a tokenizer load (three kinds of folder), a forward, an attribution (with
+ * and without a workspace), an edit, a slot projection, a tokenization and a training step, the operation is first run once to count its
  * allocations (kn_alloc_count); then, for every n up to that count, it is run with the n-th
  * allocation failing (kn_alloc_fail_after(n)) and must return its error with a message saying
  * "out of memory", leave its inputs as they were (an edit leaves the weights and the journal
@@ -12,6 +12,7 @@
 #include "bert.h"
 #include "edit.h"
 #include "ig.h"
+#include "tokenizer.h"
 #include "train.h"
 #include "wordpiece.h"
 
@@ -144,6 +145,19 @@ static int op_tokenize(void *ctx, kn_err *err) {
     return kn_tokenize(m->vocab, "w1 w2 w17 [MASK] w88 w9 , w61 !", out, 64, err) < 0 ? -1 : 0;
 }
 
+/* a tokenizer folder: load, then encode and decode one sentence */
+static int op_tokenizer(void *ctx, kn_err *err) {
+    kn_tokenizer *t = kn_tokenizer_load(ctx, err);
+    if (!t) return -1;
+    int out[64];
+    const char *text = "The capital of France is Paris, don't you know?";
+    int n = kn_tokenize2_special(t, text, strlen(text), out, 64, err);
+    char back[256];
+    int rc = n < 0 || n > 64 || kn_detokenize(t, out, n, back, sizeof back, err) < 0 ? -1 : 0;
+    kn_tokenizer_free(t);
+    return rc;
+}
+
 static int op_train(void *ctx, kn_err *err) {
     kn_model *m = ctx;
     kn_trainer *t = kn_trainer_new(m, 1, T, 2, 0.01f, err);
@@ -160,6 +174,9 @@ static int op_train(void *ctx, kn_err *err) {
 int main(void) {
     kn_err err = { "" };
     every_failure("kn_model_load", op_load, NULL, NULL);
+    every_failure("kn_tokenizer_load + encode + decode (vocab.json + merges.txt)", op_tokenizer, "tests/fixtures/ref/gpt2", NULL);
+    every_failure("kn_tokenizer_load + encode + decode (tokenizer.json, SentencePiece BPE)", op_tokenizer, "tests/fixtures/ref/llama", NULL);
+    every_failure("kn_tokenizer_load + encode + decode (tokenizer.json, WordPiece)", op_tokenizer, "tests/fixtures/ref/tokenizers/bert_tokenizer_json_only", NULL);
     kn_model *m = kn_model_load(MODEL_DIR, &err);
     CHECK(m != NULL, "the test model loads: %s", m ? MODEL_DIR : err.msg);
     if (!m) return check_done();

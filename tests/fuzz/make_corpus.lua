@@ -1,8 +1,9 @@
 -- make_corpus.lua: writes the seeds of the binary harnesses, which are better made than
--- committed: build/fuzz/corpus/{model,safetensors,store}/. Run by `make` (./knwb
+-- committed: build/fuzz/corpus/{model,safetensors,store,tokenizer}/. Run by `make` (./knwb
 -- tests/fuzz/make_corpus.lua OUT) before the fuzz smoke. The model seeds are a tiny random BERT
 -- (8 tokens, hidden 4, 1 layer) saved by knwb itself; the store seeds are records written by the
--- attribution store's own put(), for a stand-in model, so they pass its checks whatever they are.
+-- attribution store's own put(), for a stand-in model, so they pass its checks whatever they are;
+-- the tokenizer seeds are the reference fixtures' tokenizer files (tests/fixtures/ref/).
 local core = require "knwb.core"
 local out = assert(arg[1], "usage: knwb tests/fuzz/make_corpus.lua OUTDIR")
 local SEP = "\n--8<--\n"
@@ -22,7 +23,7 @@ end
 
 local function sh(cmd) assert(os.execute(cmd), cmd) end
 
-for _, d in ipairs { "model", "safetensors", "store", "tmp" } do sh("mkdir -p '" .. out .. "/" .. d .. "'") end
+for _, d in ipairs { "model", "safetensors", "store", "tokenizer", "tmp" } do sh("mkdir -p '" .. out .. "/" .. d .. "'") end
 local tmp = out .. "/tmp"
 
 -- a tiny model, cased and uncased
@@ -58,4 +59,23 @@ s:put(s:key({ prompt = "a [MASK]", target = 5 }, "ig", { steps = 4 }), rec(1), {
 s:put(s:key({ prompt = "a [MASK]", target = 5 }, "activation", {}), rec(2))
 local d = sdir .. "/" .. hash:sub(1, 16)
 write(out .. "/store/two", read(d .. "/index.jsonl") .. SEP .. read(d .. "/scores.bin"))
+-- the tokenizer folders of the reference fixtures, each file as a "NAME\n" part
+local tok_files = { "tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer_config.json",
+  "special_tokens_map.json" }
+for _, dir in ipairs { "tests/fixtures/ref/tokenizers/bert_cased", "tests/fixtures/ref/tokenizers/bert_tokenizer_json_only",
+    "tests/fixtures/ref/tokenizers/gpt2", "tests/fixtures/ref/gpt2", "tests/fixtures/ref/tokenizers/llama2_sp",
+    "tests/fixtures/ref/llama", "tests/fixtures/ref/tokenizers/qwen2" } do
+  local parts = {}
+  for _, name in ipairs(tok_files) do
+    local f = io.open(dir .. "/" .. name, "rb")
+    if f then
+      parts[#parts + 1] = name .. "\n" .. f:read("a")
+      f:close()
+    end
+  end
+  if #parts > 0 then
+    parts[#parts + 1] = "text\nThe capital of France is Paris. Übermensch 東京 don't  <s> [MASK]"
+    write(out .. "/tokenizer/" .. dir:gsub("^tests/fixtures/ref/", ""):gsub("/", "_"), table.concat(parts, SEP))
+  end
+end
 print("fuzz corpus written to " .. out)

@@ -13,6 +13,10 @@ bin=build/fuzz/$name
 seeds=""
 for d in tests/fuzz/corpus/${name#fuzz_} build/fuzz/corpus/${name#fuzz_}; do [ -d "$d" ] && seeds="$seeds $d"; done
 mkdir -p build/fuzz/work/$name build/fuzz/findings
+# the harness's scratch folder (its files for each input) lives here and goes when this ends
+scratch=$(mktemp -d "$PWD/build/fuzz/scratch.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
 opts="-timeout=10 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/findings/$name- -print_final_stats=1"
 pass=0; fail=0
 check() { # label, command...
