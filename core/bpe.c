@@ -265,11 +265,13 @@ static int finish_byte_level(kn_tokenizer *t, const char *file, kn_err *err) {
     return 0;
 }
 
-int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, const char *file, kn_err *err) {
+int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, int nfc, int prefix_space, const char *file,
+                          kn_err *err) {
     kn_bpe *b = t->bpe;
+    if (nfc) b->norm[b->nnorm++].type = NORM_NFC;
     pre_step *p = &b->pre[b->npre++];
-    p->type = PRE_SPLIT;
-    p->behavior = SPLIT_ISOLATED;
+    p->type = PRE_BYTELEVEL; /* as the fast tokenizer converted from these files: ByteLevel with the regex */
+    p->prefix_space = prefix_space;
     if (!(p->re = compile_regex(regex, strlen(regex), file, err))) return -1;
     return finish_byte_level(t, file, err);
 }

@@ -427,8 +427,10 @@ static int load_vocab_merges(loader *L) {
     if (cls && strcmp(cls, "GPT2Tokenizer") && strcmp(cls, "GPT2TokenizerFast") && !qwen)
         return kn_fail(L->err, "%s: tokenizer_class \"%s\" with vocab.json + merges.txt is not supported "
                        "(GPT2Tokenizer, Qwen2Tokenizer; or give the folder a tokenizer.json)", L->cfg_path, cls);
-    if (kn_bpe_slow_bytelevel(t, qwen ? kn_qwen2_regex : kn_gpt2_regex, mp, L->err)) return -1;
-    t->text_nfc = qwen; /* Qwen2Tokenizer.prepare_for_tokenization: NFC */
+    int prefix_space;
+    if (cfg_bool(L, "add_prefix_space", 0, 0, &prefix_space)) return -1;
+    /* Qwen2Tokenizer NFC-normalizes (prepare_for_tokenization; the fast one has an NFC normalizer) */
+    if (kn_bpe_slow_bytelevel(t, qwen ? kn_qwen2_regex : kn_gpt2_regex, qwen, prefix_space, mp, L->err)) return -1;
     if (config_added(L) || added_into_vocab(L)) return -1;
     const char *eot = "<|endoftext|>";
     const char *dflt[KN_SPECIAL_COUNT] = {NULL, qwen ? NULL : eot, NULL, NULL, NULL, qwen ? NULL : eot, eot};
@@ -436,7 +438,6 @@ static int load_vocab_merges(loader *L) {
     for (int k = 0; k < KN_SPECIAL_COUNT; k++)
         if (special_from_config(L, k, dflt[k], &t->special[k])) return -1;
     if (specials_as_added(L)) return -1;
-    if (cfg_bool(L, "add_prefix_space", 0, 0, &t->text_prefix_space)) return -1;
     return cfg_bool(L, "clean_up_tokenization_spaces", 0, 0, &t->cleanup);
 }
 
@@ -574,6 +575,8 @@ static int load_tokenizer_json(loader *L) {
         if (wp && t->nprefix == 1 && t->special[KN_SPECIAL_CLS] < 0) t->special[KN_SPECIAL_CLS] = t->prefix[0];
         if (wp && t->nsuffix == 1 && t->special[KN_SPECIAL_SEP] < 0) t->special[KN_SPECIAL_SEP] = t->suffix[0];
     }
+    /* special tokens the config names are split out of the text too (transformers adds them) */
+    if (specials_as_added(L)) goto done;
     rc = 0;
 done:
     json_decref(root);
