@@ -67,41 +67,65 @@ function A.model_hash(model)
   return h
 end
 
---- A.open(dir, model) -> store (nil dir -> a store that keeps nothing). The files are
---- DIR/<first 16 hex digits of the model hash>/scores.bin and index.jsonl.
-function A.open(dir, model)
-  local cfg = model:config()
-  local s = setmetatable({ L = cfg.num_hidden_layers, F = cfg.intermediate_size, entries = {}, hits = 0,
-    misses = 0, dropped = 0, recomputed = 0 }, Store)
-  s.hash = A.model_hash(model)
-  if not dir or dir == "" or not s.hash then return s end
-  s.dir = dir .. "/" .. s.hash:sub(1, 16)
-  kio.mkdirs(s.dir)
-  s.bin_path, s.index_path = s.dir .. "/scores.bin", s.dir .. "/index.jsonl"
-  local size = file_size(s.bin_path)
+-- Reads one index file into s.entries; its records are in bin_path. Returns the bin file's size.
+local function read_index(s, index_path, bin_path)
+  local size = file_size(bin_path)
   local rec = 4 * s.L * s.F
-  if kio.stat(s.index_path) ~= nil then
-    local text = kio.read_file(s.index_path, A.MAX_INDEX_BYTES, "an attribution index")
+  local torn = false
+  if kio.stat(index_path) ~= nil then
+    local text = kio.read_file(index_path, A.MAX_INDEX_BYTES, "an attribution index")
     -- a line torn by a killed run is ended before the next one is appended
-    s.torn = #text > 0 and text:sub(-1) ~= "\n"
+    torn = #text > 0 and text:sub(-1) ~= "\n"
     local n = 0
     for line in text:gmatch("([^\n]*)\n?") do
       n = n + 1
       if line:find("%S") then
-        local ok, e = pcall(json.decode, line, s.index_path .. ":" .. n)
-        -- a torn line, an entry of another model or shape, an offset outside scores.bin (compared
-        -- as offset <= size - rec, which cannot overflow), or no checksum: dropped, recomputed
+        local ok, e = pcall(json.decode, line, index_path .. ":" .. n)
+        -- a torn line, an entry of another model or shape, an offset outside its scores file
+        -- (compared as offset <= size - rec, which cannot overflow), or no checksum: dropped
         if ok and type(e) == "table" and type(e.key) == "string" and e.model == s.hash and e.L == s.L and e.F == s.F
             and math.type(e.offset) == "integer" and e.offset >= 0 and size >= rec and e.offset <= size - rec
             and type(e.sum) == "string" and #e.sum == 16 then
-          s.entries[e.key] = e
+          e.bin = bin_path
+          -- one record per key: the first writer's (every copy holds the same numbers)
+          if not s.entries[e.key] then s.entries[e.key] = e end
         else
           s.dropped = s.dropped + 1
         end
       end
     end
   end
-  s.size = size
+  return size, torn
+end
+
+--- A.open(dir, model [, opts]) -> store (nil dir -> a store that keeps nothing). The files are
+--- DIR/<first 16 hex digits of the model hash>/scores.bin and index.jsonl. Several processes can
+--- share one store folder (Slurm array tasks on a shared file system): each writes only its own
+--- pair, scores.WRITER.bin and index.WRITER.jsonl (opts.writer, letters, digits, '-' and '_'),
+--- and every reader merges all pairs, so no record is torn by another writer and no lock is needed.
+function A.open(dir, model, opts)
+  opts = opts or {}
+  local cfg = model:config()
+  local s = setmetatable({ L = cfg.num_hidden_layers, F = cfg.intermediate_size, entries = {}, hits = 0,
+    misses = 0, dropped = 0, recomputed = 0 }, Store)
+  s.hash = A.model_hash(model)
+  if not dir or dir == "" or not s.hash then return s end
+  local writer = opts.writer
+  if writer ~= nil and (type(writer) ~= "string" or not writer:match("^[%w_%-]+$")) then
+    error(("attribution store: writer name %q must be letters, digits, '-' or '_'"):format(tostring(writer)), 2)
+  end
+  s.dir = dir .. "/" .. s.hash:sub(1, 16)
+  kio.mkdirs(s.dir)
+  local suffix = writer and "." .. writer or ""
+  s.bin_path, s.index_path = s.dir .. "/scores" .. suffix .. ".bin", s.dir .. "/index" .. suffix .. ".jsonl"
+  -- this writer's own pair first (its torn state matters for appending), then every other one
+  s.size, s.torn = read_index(s, s.index_path, s.bin_path)
+  for _, name in ipairs(kio.list(s.dir)) do
+    local w = name:match("^index(.*)%.jsonl$")
+    if w and (w == "" or w:match("^%.[%w_%-]+$")) and s.dir .. "/" .. name ~= s.index_path then
+      read_index(s, s.dir .. "/" .. name, s.dir .. "/scores" .. w .. ".bin")
+    end
+  end
   return s
 end
 
@@ -115,7 +139,7 @@ end
 function Store:get(key)
   local e = self.entries[key]
   if not e then return nil end
-  local ok, bytes = pcall(kio.read_at, self.bin_path, e.offset, 4 * self.L * self.F)
+  local ok, bytes = pcall(kio.read_at, e.bin or self.bin_path, e.offset, 4 * self.L * self.F)
   if not ok or record_sum(key, bytes) ~= e.sum or kio.first_nonfinite(bytes) or not finite_info(e, self.L) then
     self.entries[key] = nil
     self.recomputed = self.recomputed + 1
@@ -137,6 +161,7 @@ function Store:put(key, scores, extra)
   e.sum = record_sum(key, bytes)
   kio.append(self.index_path, (self.torn and "\n" or "") .. json.encode_line(e) .. "\n", true)
   self.torn = false
+  e.bin = self.bin_path
   self.entries[key] = e
 end
 

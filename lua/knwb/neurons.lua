@@ -52,6 +52,11 @@ N.items_of = items_of
 function N.compute(model, set, cfg)
   local a, rf = cfg.attribution, cfg.refine
   local store = attribution.open(a.cache, model)
+  -- under mpirun the prompts are attributed by every rank first (the other ranks end there)
+  local shard = require "knwb.shard"
+  if shard.slice then shard.run_slice(model, set, cfg, items_of) end  -- a --shard task ends there
+  shard.check_merge(model, store, set, cfg, items_of)
+  if shard.active() then store = shard.distribute(model, set, cfg, store, items_of) end
   local total = 0
   for _, r in ipairs(set.relations) do
     for _, f in ipairs(r.facts) do total = total + #facts.prompts(r, f, cfg.facts.split) end

@@ -48,6 +48,12 @@ Run.__index = Run
 -- Without out, the directory is ROOT/NAME-YYYYmmdd-HHMMSS (with -2, -3... if taken).
 function run.new(opts)
   opts = opts or {}
+  -- An MPI worker rank writes no run directory (rank 0 writes the one run directory): it gets a
+  -- scratch folder that knwb.shard removes when the worker leaves.
+  local shard = require "knwb.shard"
+  if shard.worker() then
+    return setmetatable({ dir = shard.scratch_dir(), experiment = opts.experiment }, Run)
+  end
   local dir = opts.out
   if not dir then
     local name = opts.experiment or (arg and arg[0] and arg[0]:match("([^/]+)%.lua$")) or "run"
@@ -251,6 +257,9 @@ function Run:provenance(info)
     environment = env,
     lua = _VERSION,
     experiment = self.experiment,
+    -- MPI ranks that shared the work (the run directory is otherwise the same for any number)
+    ranks = select(2, require("knwb.shard").start()),
+    host = require("knwb.mpi").host(),
   }
   for k, v in pairs(info or {}) do p[k] = v end
   return self:write_json("provenance.json", p)
