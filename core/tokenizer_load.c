@@ -256,6 +256,29 @@ static int specials_as_added(loader *L) {
     return 0;
 }
 
+/* additional_special_tokens (tokenizer_config.json, else special_tokens_map.json): split out of
+ * the text like the other special tokens; each must be in the vocabulary. */
+static int additional_specials(loader *L) {
+    json_t *list = L->cfg ? json_object_get(L->cfg, "additional_special_tokens") : NULL, *x;
+    char file[4200];
+    snprintf(file, sizeof file, "%s", L->cfg_path);
+    if (!list && L->stm) {
+        list = json_object_get(L->stm, "additional_special_tokens");
+        path_of(file, sizeof file, L->dir, "special_tokens_map.json");
+    }
+    if (!list || json_is_null(list)) return 0;
+    if (!json_is_array(list)) return kn_fail(L->err, "%s: \"additional_special_tokens\" must be a list", file);
+    size_t i;
+    json_array_foreach(list, i, x) {
+        const char *s = token_content(x);
+        if (!s) return kn_fail(L->err, "%s: additional_special_tokens[%zu] must be a token string or an AddedToken object", file, i);
+        int id = kn_strtab_find(&L->t->vocab, s, strlen(s));
+        if (id < 0) return kn_fail(L->err, "%s: additional_special_tokens[%zu] \"%s\" is not in the vocabulary", file, i, s);
+        if (add_token(L, s, strlen(s), id, 0, 0, 1, file)) return -1;
+    }
+    return 0;
+}
+
 /* post_processor: which special tokens go before and after a single text. */
 static int post_processor(loader *L, json_t *pp, const char *file) {
     kn_tokenizer *t = L->t;
@@ -367,7 +390,7 @@ static int load_vocab_txt(loader *L) {
     for (int k = 0; k < KN_SPECIAL_COUNT; k++)
         if (special_from_config(L, k, dflt[k], &t->special[k])) return -1;
     if (t->special[KN_SPECIAL_UNK] < 0) return kn_fail(L->err, "%s has no unknown token (unk_token, [UNK] by default)", p);
-    if (specials_as_added(L)) return -1;
+    if (specials_as_added(L) || additional_specials(L)) return -1;
     /* BertTokenizer: do_lower_case true, strip_accents null, tokenize_chinese_chars true */
     if (bert_options(L, 1, -1, 1)) return -1;
     kn_wp *w = &t->wp;
@@ -437,7 +460,7 @@ static int load_vocab_merges(loader *L) {
     if (qwen) dflt[KN_SPECIAL_PAD] = eot;
     for (int k = 0; k < KN_SPECIAL_COUNT; k++)
         if (special_from_config(L, k, dflt[k], &t->special[k])) return -1;
-    if (specials_as_added(L)) return -1;
+    if (specials_as_added(L) || additional_specials(L)) return -1;
     return cfg_bool(L, "clean_up_tokenization_spaces", 0, 0, &t->cleanup);
 }
 
@@ -576,7 +599,7 @@ static int load_tokenizer_json(loader *L) {
         if (wp && t->nsuffix == 1 && t->special[KN_SPECIAL_SEP] < 0) t->special[KN_SPECIAL_SEP] = t->suffix[0];
     }
     /* special tokens the config names are split out of the text too (transformers adds them) */
-    if (specials_as_added(L)) goto done;
+    if (specials_as_added(L) || additional_specials(L)) goto done;
     rc = 0;
 done:
     json_decref(root);

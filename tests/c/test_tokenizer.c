@@ -194,6 +194,17 @@ static void test_wordpiece(void) {
         kn_tokenizer_free(t);
     }
 
+    /* special_tokens_map.json: additional special tokens are cut out before lower-casing */
+    d = mkfolder("wp_additional");
+    write_file(d, "vocab.txt", WP_VOCAB);
+    write_file(d, "special_tokens_map.json", "{\"additional_special_tokens\": [\"[FOO]\"], \"mask_token\": \"[MASK]\"}");
+    if ((t = load_ok(d))) {
+        EXPECT(t, "[FOO]Paris", "[FOO]", "paris");
+        kn_tokenizer_free(t);
+    }
+    write_file(d, "special_tokens_map.json", "{\"additional_special_tokens\": [\"[BAR]\"]}");
+    load_fails(d, "special_tokens_map.json: additional_special_tokens[0] \"[BAR]\" is not in the vocabulary", NULL);
+
     d = mkfolder("wp_strip_cased");
     write_file(d, "vocab.txt", WP_VOCAB);
     write_file(d, "tokenizer_config.json", "{\"do_lower_case\": false, \"strip_accents\": true}");
