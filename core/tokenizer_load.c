@@ -339,6 +339,18 @@ static int post_processor(loader *L, json_t *pp, const char *file) {
     return 0;
 }
 
+/* Ids run from 0 without a gap, so the largest cannot exceed the number of tokens listed; checked
+ * before the table is sized by it (an id of 2^28 in a vocab.json must not allocate gigabytes). */
+static int ids_fit(loader *L, int max_id, size_t listed, const char *file) {
+    json_t *dec = L->cfg ? json_object_get(L->cfg, "added_tokens_decoder") : NULL;
+    if (json_is_object(dec)) listed += json_object_size(dec);
+    if (max_id < 0) return kn_fail(L->err, "%s: the vocabulary is empty", file);
+    if ((size_t)max_id >= listed)
+        return kn_fail(L->err, "%s: the largest token id is %d but only %zu tokens are listed (ids must run from 0 without a gap)",
+                       file, max_id, listed);
+    return 0;
+}
+
 /* ---- the three folder layouts ---- */
 
 /* BERT options shared by the slow and fast paths: the config's keys when present. */
@@ -370,6 +382,7 @@ static int load_vocab_txt(loader *L) {
     if (kn_vocab_txt_lines(buf, len, p, &toks, &lens, &n, L->err)) { free(buf); return -1; }
     if (config_added_max(L, &max_added)) rc = -1;
     int total = max_added + 1 > n ? max_added + 1 : n;
+    if (!rc && ids_fit(L, total - 1, (size_t)n, p)) rc = -1;
     if (!rc && kn_strtab_init(&t->vocab, total)) rc = kn_fail(L->err, "%s: out of memory for %d tokens", p, n);
     for (int id = 0; id < n && !rc; id++) {
         long bad = kn_utf8_invalid_at(toks[id], lens[id]);
@@ -436,6 +449,7 @@ static int load_vocab_merges(loader *L) {
     json_object_foreach(vocab, key, v) if (json_is_integer(v) && json_integer_value(v) > max_id &&
                                            json_integer_value(v) < (1 << 28)) max_id = (int)json_integer_value(v);
     if (config_added_max(L, &max_id)) rc = -1;
+    if (!rc) rc = ids_fit(L, max_id, json_object_size(vocab), vp);
     if (!rc) rc = kn_bpe_create(t, vocab, max_id + 1, vp, L->err);
     json_decref(vocab);
     if (rc) return -1;
@@ -487,7 +501,7 @@ static int load_tokenizer_json(loader *L) {
     json_object_foreach(vocab, key, v) if (json_is_integer(v) && json_integer_value(v) > max_id &&
                                            json_integer_value(v) < (1 << 28)) max_id = (int)json_integer_value(v);
     max_added_id(added, &max_id);
-    if (config_added_max(L, &max_id)) goto done;
+    if (config_added_max(L, &max_id) || ids_fit(L, max_id, json_object_size(vocab) + json_array_size(added), p)) goto done;
     json_array_foreach(added, i, x) {
         char where[4400];
         snprintf(where, sizeof where, "%s added_tokens[%zu]", p, i);

@@ -436,6 +436,10 @@ static void test_llama3(void) {
     write_file(d, "vocab.json", "{\"a\": 0, \"b\": 1}");
     write_file(d, "merges.txt", "#version: 0.2\na b\n");
     load_fails(d, "merges.txt line 2", "\"ab\" is not in the vocabulary");
+    d = mkfolder("gpt2_hugeid");
+    write_file(d, "vocab.json", "{\"a\": 0, \"b\": 268435455}");
+    write_file(d, "merges.txt", "#version: 0.2\n");
+    load_fails(d, "largest token id is 268435455 but only 2 tokens are listed", NULL);
     d = mkfolder("gpt2_nomerges");
     write_file(d, "vocab.json", "{\"a\": 0}");
     load_fails(d, "not merges.txt", NULL);
