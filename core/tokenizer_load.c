@@ -409,12 +409,13 @@ static int load_vocab_txt(loader *L) {
     kn_wp *w = &t->wp;
     w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
-    /* never_split: the config's list and every special token */
+    /* never_split: the config's list, which the slow BertTokenizer honours (the fast one ignores
+     * it; knwb keeps the setting rather than drop it) */
     json_t *ns = L->cfg ? json_object_get(L->cfg, "never_split") : NULL, *x;
     size_t i, nn = ns && json_is_array(ns) ? json_array_size(ns) : 0;
     if (ns && !json_is_null(ns) && !json_is_array(ns))
         return kn_fail(L->err, "%s: \"never_split\" must be a list of strings or null", L->cfg_path);
-    if (kn_strtab_init(&w->never, (int)nn + t->nadded)) return kn_fail(L->err, "%s: out of memory", p);
+    if (kn_strtab_init(&w->never, (int)nn)) return kn_fail(L->err, "%s: out of memory", p);
     int k = 0;
     json_array_foreach(ns, i, x) {
         if (!json_is_string(x) || json_string_length(x) >= 250)
@@ -423,10 +424,8 @@ static int load_vocab_txt(loader *L) {
             return kn_fail(L->err, "%s: out of memory", p);
         k++;
     }
-    for (int j = 0; j < t->nadded; j++)
-        if (t->added[j].special && t->added[j].len < 250 &&
-            kn_strtab_set(&w->never, k++, t->added[j].content, t->added[j].len, NULL) == -1)
-            return kn_fail(L->err, "%s: out of memory", p);
+    /* (special tokens are not in it: they are cut out of the raw text before, and a word that
+     * becomes one only once cleaned, "[MA\x01SK]", is split as BertTokenizerFast splits it) */
     w->never.n = k; /* duplicates left unset; the table only answers lookups */
     t->nprefix = t->nsuffix = 0;
     if (t->special[KN_SPECIAL_CLS] >= 0) t->prefix[t->nprefix++] = t->special[KN_SPECIAL_CLS];
@@ -738,11 +737,7 @@ kn_tokenizer *kn_tokenizer_wordpiece(const char *const *tokens, int n, int lower
     w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->lower = lower ? 1 : 0;
     w->strip_accents = w->lower, w->chinese = 1, w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
-    int rc = specials_as_added(&L);
-    if (!rc && kn_strtab_init(&w->never, t->nadded)) rc = kn_fail(err, "token list: out of memory");
-    for (int j = 0; j < t->nadded && !rc; j++)
-        if (kn_strtab_set(&w->never, j, t->added[j].content, t->added[j].len, NULL) == -1) rc = kn_fail(err, "token list: out of memory");
-    if (rc) { kn_tokenizer_free(t); return NULL; }
+    if (specials_as_added(&L)) { kn_tokenizer_free(t); return NULL; }
     if (t->special[KN_SPECIAL_CLS] >= 0) t->prefix[t->nprefix++] = t->special[KN_SPECIAL_CLS];
     if (t->special[KN_SPECIAL_SEP] >= 0) t->suffix[t->nsuffix++] = t->special[KN_SPECIAL_SEP];
     t->cleanup = 1;

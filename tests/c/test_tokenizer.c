@@ -191,6 +191,8 @@ static void test_wordpiece(void) {
         EXPECT(t, "中国", "中国");   /* tokenize_chinese_chars false: one word */
         EXPECT(t, "[FOO] foo", "[FOO]", "foo"); /* never_split */
         EXPECT(t, "[foo]", "[", "foo", "]");
+        EXPECT(t, "[MA\x01SK]", "[", "[UNK]", "]"); /* a special token only once cleaned is split (fast BERT) */
+        EXPECT(t, "[MASK]", "[MASK]");
         kn_tokenizer_free(t);
     }
 
