@@ -27,6 +27,7 @@ const char kn_qwen2_regex[] =
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 #define MAX_STEPS 8
+#define MAX_MERGES (1 << 22) /* Llama-3 has 280,147, Qwen2 151,387 */
 
 enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC };
 typedef struct { int type; char *a, *b; size_t alen, blen; } norm_step;
@@ -183,9 +184,9 @@ static int merge_add(kn_tokenizer *t, const char *a, size_t al, const char *bb, 
 }
 
 int kn_bpe_merges_txt(kn_tokenizer *t, const char *buf, size_t len, const char *file, kn_err *err) {
-    int lines = 0;
-    for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
-    if (lines >= (1 << 26)) return kn_fail(err, "%s: %d lines, more than a merges file may have", file, lines);
+    int lines = 0; /* lines with something on them: the merges, and perhaps "#version" */
+    for (size_t i = 0; i < len; i++) lines += buf[i] != '\n' && (i + 1 == len || buf[i + 1] == '\n');
+    if (lines > MAX_MERGES + 1) return kn_fail(err, "%s: %d merges, more than the %d a tokenizer may have", file, lines, MAX_MERGES);
     if (merges_reserve(t->bpe, lines + 1, file, err)) return -1;
     size_t pos = 0;
     for (int line = 1; pos < len; line++) {
@@ -209,7 +210,7 @@ int kn_bpe_merges_txt(kn_tokenizer *t, const char *buf, size_t len, const char *
 int kn_bpe_merges_json(kn_tokenizer *t, json_t *merges, const char *file, kn_err *err) {
     if (!json_is_array(merges)) return kn_fail(err, "%s: model.merges must be an array", file);
     size_t n = json_array_size(merges);
-    if (n >= (1u << 26)) return kn_fail(err, "%s: %zu merges, more than a tokenizer may have", file, n);
+    if (n > MAX_MERGES) return kn_fail(err, "%s: %zu merges, more than the %d a tokenizer may have", file, n, MAX_MERGES);
     if (merges_reserve(t->bpe, (int)n + 1, file, err)) return -1;
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(merges, i);
@@ -265,11 +266,13 @@ static int finish_byte_level(kn_tokenizer *t, const char *file, kn_err *err) {
     return 0;
 }
 
-int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, const char *file, kn_err *err) {
+int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, int nfc, int prefix_space, const char *file,
+                          kn_err *err) {
     kn_bpe *b = t->bpe;
+    if (nfc) b->norm[b->nnorm++].type = NORM_NFC;
     pre_step *p = &b->pre[b->npre++];
-    p->type = PRE_SPLIT;
-    p->behavior = SPLIT_ISOLATED;
+    p->type = PRE_BYTELEVEL; /* as the fast tokenizer converted from these files: ByteLevel with the regex */
+    p->prefix_space = prefix_space;
     if (!(p->re = compile_regex(regex, strlen(regex), file, err))) return -1;
     return finish_byte_level(t, file, err);
 }

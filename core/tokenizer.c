@@ -79,21 +79,6 @@ static int encode(const kn_tokenizer *t, const char *text, size_t len, kn_idbuf 
             return kn_fail(err, "text is not valid UTF-8: bad byte 0x%02X at byte offset %ld (a %s tokenizer takes UTF-8 text)",
                            (unsigned char)text[bad], bad, kn_tokenizer_kind(t));
     }
-    char *own = NULL;
-    if (t->text_prefix_space || t->text_nfc) { /* slow GPT-2 add_prefix_space, slow Qwen2 NFC */
-        size_t n = len + (size_t)t->text_prefix_space;
-        if (!(own = kn_malloc(n + 1))) return kn_fail(err, "out of memory tokenizing %zu bytes", len);
-        own[0] = ' ';
-        if (len) memcpy(own + t->text_prefix_space, text, len);
-        if (t->text_nfc) {
-            char *nfc;
-            if (kn_uc_nfc_bytes(own, n, &nfc, &n)) { free(own); return kn_fail(err, "out of memory tokenizing %zu bytes", len); }
-            free(own);
-            own = nfc;
-        }
-        text = own;
-        len = n;
-    }
     int rc = 0;
     size_t start = 0, i = 0;
     while (i < len && !rc) {
@@ -115,7 +100,6 @@ static int encode(const kn_tokenizer *t, const char *text, size_t len, kn_idbuf 
         i = start = next;
     }
     if (!rc) rc = encode_stretch(t, text + start, len - start, start == 0, out, err);
-    free(own);
     if (!rc && out->n > (size_t)INT32_MAX / 2) rc = kn_fail(err, "tokenize: more than 2^30 tokens");
     return rc;
 }

@@ -62,8 +62,6 @@ struct kn_tokenizer {
     int suffix[KN_TOK_MAX_AFFIX], nsuffix;
     kn_added *added;
     int nadded;
-    int text_prefix_space;           /* slow GPT-2 add_prefix_space: " " + text */
-    int text_nfc;                    /* slow Qwen2Tokenizer: NFC of the text first */
     int cleanup;                     /* clean_up_tokenization_spaces when decoding */
     kn_wp wp;
     kn_bpe *bpe;
@@ -84,8 +82,10 @@ int kn_bpe_create(kn_tokenizer *t, json_t *vocab, int n_total, const char *file,
 int kn_bpe_merges_txt(kn_tokenizer *t, const char *buf, size_t len, const char *file, kn_err *err);
 /* Merges from tokenizer.json's model.merges ("a b" strings or [a, b] pairs). */
 int kn_bpe_merges_json(kn_tokenizer *t, json_t *merges, const char *file, kn_err *err);
-/* Slow GPT2Tokenizer / Qwen2Tokenizer: byte-level, text split by `regex` (findall). */
-int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, const char *file, kn_err *err);
+/* vocab.json + merges.txt (GPT2Tokenizer / Qwen2Tokenizer), run as the fast tokenizer that HF
+ * converts them to: optional NFC, then ByteLevel with `regex` and add_prefix_space. */
+int kn_bpe_slow_bytelevel(kn_tokenizer *t, const char *regex, int nfc, int prefix_space, const char *file,
+                          kn_err *err);
 /* tokenizer.json: the model's options (unk_token, byte_fallback, fuse_unk, ignore_merges, ...),
  * normalizer, pre_tokenizer and decoder; sets t->kind. Unsupported settings are refused by name. */
 int kn_bpe_configure(kn_tokenizer *t, json_t *model, json_t *normalizer, json_t *pretok, json_t *decoder,

@@ -256,6 +256,29 @@ static int specials_as_added(loader *L) {
     return 0;
 }
 
+/* additional_special_tokens (tokenizer_config.json, else special_tokens_map.json): split out of
+ * the text like the other special tokens; each must be in the vocabulary. */
+static int additional_specials(loader *L) {
+    json_t *list = L->cfg ? json_object_get(L->cfg, "additional_special_tokens") : NULL, *x;
+    char file[4200];
+    snprintf(file, sizeof file, "%s", L->cfg_path);
+    if (!list && L->stm) {
+        list = json_object_get(L->stm, "additional_special_tokens");
+        path_of(file, sizeof file, L->dir, "special_tokens_map.json");
+    }
+    if (!list || json_is_null(list)) return 0;
+    if (!json_is_array(list)) return kn_fail(L->err, "%s: \"additional_special_tokens\" must be a list", file);
+    size_t i;
+    json_array_foreach(list, i, x) {
+        const char *s = token_content(x);
+        if (!s) return kn_fail(L->err, "%s: additional_special_tokens[%zu] must be a token string or an AddedToken object", file, i);
+        int id = kn_strtab_find(&L->t->vocab, s, strlen(s));
+        if (id < 0) return kn_fail(L->err, "%s: additional_special_tokens[%zu] \"%s\" is not in the vocabulary", file, i, s);
+        if (add_token(L, s, strlen(s), id, 0, 0, 1, file)) return -1;
+    }
+    return 0;
+}
+
 /* post_processor: which special tokens go before and after a single text. */
 static int post_processor(loader *L, json_t *pp, const char *file) {
     kn_tokenizer *t = L->t;
@@ -316,6 +339,18 @@ static int post_processor(loader *L, json_t *pp, const char *file) {
     return 0;
 }
 
+/* Ids run from 0 without a gap, so the largest cannot exceed the number of tokens listed; checked
+ * before the table is sized by it (an id of 2^28 in a vocab.json must not allocate gigabytes). */
+static int ids_fit(loader *L, int max_id, size_t listed, const char *file) {
+    json_t *dec = L->cfg ? json_object_get(L->cfg, "added_tokens_decoder") : NULL;
+    if (json_is_object(dec)) listed += json_object_size(dec);
+    if (max_id < 0) return kn_fail(L->err, "%s: the vocabulary is empty", file);
+    if ((size_t)max_id >= listed)
+        return kn_fail(L->err, "%s: the largest token id is %d but only %zu tokens are listed (ids must run from 0 without a gap)",
+                       file, max_id, listed);
+    return 0;
+}
+
 /* ---- the three folder layouts ---- */
 
 /* BERT options shared by the slow and fast paths: the config's keys when present. */
@@ -347,6 +382,7 @@ static int load_vocab_txt(loader *L) {
     if (kn_vocab_txt_lines(buf, len, p, &toks, &lens, &n, L->err)) { free(buf); return -1; }
     if (config_added_max(L, &max_added)) rc = -1;
     int total = max_added + 1 > n ? max_added + 1 : n;
+    if (!rc && ids_fit(L, total - 1, (size_t)n, p)) rc = -1;
     if (!rc && kn_strtab_init(&t->vocab, total)) rc = kn_fail(L->err, "%s: out of memory for %d tokens", p, n);
     for (int id = 0; id < n && !rc; id++) {
         long bad = kn_utf8_invalid_at(toks[id], lens[id]);
@@ -367,18 +403,19 @@ static int load_vocab_txt(loader *L) {
     for (int k = 0; k < KN_SPECIAL_COUNT; k++)
         if (special_from_config(L, k, dflt[k], &t->special[k])) return -1;
     if (t->special[KN_SPECIAL_UNK] < 0) return kn_fail(L->err, "%s has no unknown token (unk_token, [UNK] by default)", p);
-    if (specials_as_added(L)) return -1;
+    if (specials_as_added(L) || additional_specials(L)) return -1;
     /* BertTokenizer: do_lower_case true, strip_accents null, tokenize_chinese_chars true */
     if (bert_options(L, 1, -1, 1)) return -1;
     kn_wp *w = &t->wp;
     w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
-    /* never_split: the config's list and every special token */
+    /* never_split: the config's list, which the slow BertTokenizer honours (the fast one ignores
+     * it; knwb keeps the setting rather than drop it) */
     json_t *ns = L->cfg ? json_object_get(L->cfg, "never_split") : NULL, *x;
     size_t i, nn = ns && json_is_array(ns) ? json_array_size(ns) : 0;
     if (ns && !json_is_null(ns) && !json_is_array(ns))
         return kn_fail(L->err, "%s: \"never_split\" must be a list of strings or null", L->cfg_path);
-    if (kn_strtab_init(&w->never, (int)nn + t->nadded)) return kn_fail(L->err, "%s: out of memory", p);
+    if (kn_strtab_init(&w->never, (int)nn)) return kn_fail(L->err, "%s: out of memory", p);
     int k = 0;
     json_array_foreach(ns, i, x) {
         if (!json_is_string(x) || json_string_length(x) >= 250)
@@ -387,10 +424,8 @@ static int load_vocab_txt(loader *L) {
             return kn_fail(L->err, "%s: out of memory", p);
         k++;
     }
-    for (int j = 0; j < t->nadded; j++)
-        if (t->added[j].special && t->added[j].len < 250 &&
-            kn_strtab_set(&w->never, k++, t->added[j].content, t->added[j].len, NULL) == -1)
-            return kn_fail(L->err, "%s: out of memory", p);
+    /* (special tokens are not in it: they are cut out of the raw text before, and a word that
+     * becomes one only once cleaned, "[MA\x01SK]", is split as BertTokenizerFast splits it) */
     w->never.n = k; /* duplicates left unset; the table only answers lookups */
     t->nprefix = t->nsuffix = 0;
     if (t->special[KN_SPECIAL_CLS] >= 0) t->prefix[t->nprefix++] = t->special[KN_SPECIAL_CLS];
@@ -413,6 +448,7 @@ static int load_vocab_merges(loader *L) {
     json_object_foreach(vocab, key, v) if (json_is_integer(v) && json_integer_value(v) > max_id &&
                                            json_integer_value(v) < (1 << 28)) max_id = (int)json_integer_value(v);
     if (config_added_max(L, &max_id)) rc = -1;
+    if (!rc) rc = ids_fit(L, max_id, json_object_size(vocab), vp);
     if (!rc) rc = kn_bpe_create(t, vocab, max_id + 1, vp, L->err);
     json_decref(vocab);
     if (rc) return -1;
@@ -427,16 +463,17 @@ static int load_vocab_merges(loader *L) {
     if (cls && strcmp(cls, "GPT2Tokenizer") && strcmp(cls, "GPT2TokenizerFast") && !qwen)
         return kn_fail(L->err, "%s: tokenizer_class \"%s\" with vocab.json + merges.txt is not supported "
                        "(GPT2Tokenizer, Qwen2Tokenizer; or give the folder a tokenizer.json)", L->cfg_path, cls);
-    if (kn_bpe_slow_bytelevel(t, qwen ? kn_qwen2_regex : kn_gpt2_regex, mp, L->err)) return -1;
-    t->text_nfc = qwen; /* Qwen2Tokenizer.prepare_for_tokenization: NFC */
+    int prefix_space;
+    if (cfg_bool(L, "add_prefix_space", 0, 0, &prefix_space)) return -1;
+    /* Qwen2Tokenizer NFC-normalizes (prepare_for_tokenization; the fast one has an NFC normalizer) */
+    if (kn_bpe_slow_bytelevel(t, qwen ? kn_qwen2_regex : kn_gpt2_regex, qwen, prefix_space, mp, L->err)) return -1;
     if (config_added(L) || added_into_vocab(L)) return -1;
     const char *eot = "<|endoftext|>";
     const char *dflt[KN_SPECIAL_COUNT] = {NULL, qwen ? NULL : eot, NULL, NULL, NULL, qwen ? NULL : eot, eot};
     if (qwen) dflt[KN_SPECIAL_PAD] = eot;
     for (int k = 0; k < KN_SPECIAL_COUNT; k++)
         if (special_from_config(L, k, dflt[k], &t->special[k])) return -1;
-    if (specials_as_added(L)) return -1;
-    if (cfg_bool(L, "add_prefix_space", 0, 0, &t->text_prefix_space)) return -1;
+    if (specials_as_added(L) || additional_specials(L)) return -1;
     return cfg_bool(L, "clean_up_tokenization_spaces", 0, 0, &t->cleanup);
 }
 
@@ -463,7 +500,7 @@ static int load_tokenizer_json(loader *L) {
     json_object_foreach(vocab, key, v) if (json_is_integer(v) && json_integer_value(v) > max_id &&
                                            json_integer_value(v) < (1 << 28)) max_id = (int)json_integer_value(v);
     max_added_id(added, &max_id);
-    if (config_added_max(L, &max_id)) goto done;
+    if (config_added_max(L, &max_id) || ids_fit(L, max_id, json_object_size(vocab) + json_array_size(added), p)) goto done;
     json_array_foreach(added, i, x) {
         char where[4400];
         snprintf(where, sizeof where, "%s added_tokens[%zu]", p, i);
@@ -574,6 +611,8 @@ static int load_tokenizer_json(loader *L) {
         if (wp && t->nprefix == 1 && t->special[KN_SPECIAL_CLS] < 0) t->special[KN_SPECIAL_CLS] = t->prefix[0];
         if (wp && t->nsuffix == 1 && t->special[KN_SPECIAL_SEP] < 0) t->special[KN_SPECIAL_SEP] = t->suffix[0];
     }
+    /* special tokens the config names are split out of the text too (transformers adds them) */
+    if (specials_as_added(L) || additional_specials(L)) goto done;
     rc = 0;
 done:
     json_decref(root);
@@ -698,11 +737,7 @@ kn_tokenizer *kn_tokenizer_wordpiece(const char *const *tokens, int n, int lower
     w->vocab = &t->vocab, w->unk = t->special[KN_SPECIAL_UNK], w->lower = lower ? 1 : 0;
     w->strip_accents = w->lower, w->chinese = 1, w->clean = 1, w->nfc = 0;
     memcpy(w->prefix, "##", 3), w->prefix_len = 2, w->max_chars = 100;
-    int rc = specials_as_added(&L);
-    if (!rc && kn_strtab_init(&w->never, t->nadded)) rc = kn_fail(err, "token list: out of memory");
-    for (int j = 0; j < t->nadded && !rc; j++)
-        if (kn_strtab_set(&w->never, j, t->added[j].content, t->added[j].len, NULL) == -1) rc = kn_fail(err, "token list: out of memory");
-    if (rc) { kn_tokenizer_free(t); return NULL; }
+    if (specials_as_added(&L)) { kn_tokenizer_free(t); return NULL; }
     if (t->special[KN_SPECIAL_CLS] >= 0) t->prefix[t->nprefix++] = t->special[KN_SPECIAL_CLS];
     if (t->special[KN_SPECIAL_SEP] >= 0) t->suffix[t->nsuffix++] = t->special[KN_SPECIAL_SEP];
     t->cleanup = 1;

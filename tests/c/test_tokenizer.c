@@ -191,8 +191,21 @@ static void test_wordpiece(void) {
         EXPECT(t, "中国", "中国");   /* tokenize_chinese_chars false: one word */
         EXPECT(t, "[FOO] foo", "[FOO]", "foo"); /* never_split */
         EXPECT(t, "[foo]", "[", "foo", "]");
+        EXPECT(t, "[MA\x01SK]", "[", "[UNK]", "]"); /* a special token only once cleaned is split (fast BERT) */
+        EXPECT(t, "[MASK]", "[MASK]");
         kn_tokenizer_free(t);
     }
+
+    /* special_tokens_map.json: additional special tokens are cut out before lower-casing */
+    d = mkfolder("wp_additional");
+    write_file(d, "vocab.txt", WP_VOCAB);
+    write_file(d, "special_tokens_map.json", "{\"additional_special_tokens\": [\"[FOO]\"], \"mask_token\": \"[MASK]\"}");
+    if ((t = load_ok(d))) {
+        EXPECT(t, "[FOO]Paris", "[FOO]", "paris");
+        kn_tokenizer_free(t);
+    }
+    write_file(d, "special_tokens_map.json", "{\"additional_special_tokens\": [\"[BAR]\"]}");
+    load_fails(d, "special_tokens_map.json: additional_special_tokens[0] \"[BAR]\" is not in the vocabulary", NULL);
 
     d = mkfolder("wp_strip_cased");
     write_file(d, "vocab.txt", WP_VOCAB);
@@ -425,6 +438,10 @@ static void test_llama3(void) {
     write_file(d, "vocab.json", "{\"a\": 0, \"b\": 1}");
     write_file(d, "merges.txt", "#version: 0.2\na b\n");
     load_fails(d, "merges.txt line 2", "\"ab\" is not in the vocabulary");
+    d = mkfolder("gpt2_hugeid");
+    write_file(d, "vocab.json", "{\"a\": 0, \"b\": 268435455}");
+    write_file(d, "merges.txt", "#version: 0.2\n");
+    load_fails(d, "largest token id is 268435455 but only 2 tokens are listed", NULL);
     d = mkfolder("gpt2_nomerges");
     write_file(d, "vocab.json", "{\"a\": 0}");
     load_fails(d, "not merges.txt", NULL);
