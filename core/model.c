@@ -2,6 +2,7 @@
  * names, loading a checkpoint folder, random initialisation, and saving.
  * The math lives in bert.c; this file only decides where every tensor's floats are. */
 #include "bert.h"
+#include "alloc.h"
 #include "edit.h"
 #include "safetensors.h"
 
@@ -135,9 +136,10 @@ static kn_param *add_param(kn_model *m, float **slot, const char *name, int64_t 
 static float ***build_params(kn_model *m) {
     const bert_config *c = &m->cfg;
     int n = 5 + 16 * c->layers + 5;
-    m->params = calloc(n, sizeof *m->params);
-    m->w.layer = calloc(c->layers, sizeof *m->w.layer);
-    float ***slots = calloc(n, sizeof *slots);
+    m->params = kn_calloc(n, sizeof *m->params);
+    m->w.layer = kn_calloc(c->layers, sizeof *m->w.layer);
+    float ***slots = kn_calloc(n, sizeof *slots);
+    if (!m->params || !m->w.layer || !slots) { free(slots); return NULL; } /* kn_model_free frees the rest */
     m->nparams = 0;
     m->nweights = 0;
 #define P(field, name, d0, d1) do { slots[m->nparams] = &(field); add_param(m, NULL, name, d0, d1); } while (0)
@@ -223,10 +225,11 @@ kn_model *kn_model_create(const bert_config *cfg, uint64_t seed, kn_vocab *vocab
         kn_fail(err, "vocabulary has %d tokens but config vocab_size is %d", kn_vocab_size(vocab), cfg->vocab_size);
         return NULL;
     }
-    kn_model *m = calloc(1, sizeof *m);
+    kn_model *m = kn_calloc(1, sizeof *m);
+    if (!m) { kn_fail(err, "out of memory for a model"); return NULL; }
     m->cfg = *cfg;
     float ***slots = build_params(m);
-    m->owned = malloc(sizeof(float) * m->nweights);
+    m->owned = slots ? kn_calloc((size_t)m->nweights, sizeof(float)) : NULL;
     if (!m->owned) {
         free(slots);
         kn_model_free(m);
@@ -252,8 +255,8 @@ kn_model *kn_model_create(const bert_config *cfg, uint64_t seed, kn_vocab *vocab
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = malloc(n);
-    snprintf(s, n, "%s/%s", dir, name);
+    char *s = kn_malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
     return s;
 }
 
@@ -275,6 +278,7 @@ static int read_lower_case(const char *dir, int *lower, kn_err *err) {
     char *p = join(dir, "tokenizer_config.json");
     struct stat sb;
     *lower = 0; /* knwb's models and bert-base-cased are cased; an uncased folder says so here */
+    if (!p) return kn_fail(err, "%s: out of memory", dir);
     if (stat(p, &sb) != 0) { free(p); return 0; }
     json_error_t jerr;
     json_t *root = json_load_file(p, 0, &jerr);
@@ -296,11 +300,12 @@ kn_model *kn_model_load(const char *dir, kn_err *err) {
         kn_fail(err, "%s: not a model folder (expected a directory holding config.json, model.safetensors and vocab.txt)", dir);
         return NULL;
     }
-    kn_model *m = calloc(1, sizeof *m);
-    m->path = strdup(dir);
+    kn_model *m = kn_calloc(1, sizeof *m);
+    if (!m) { kn_fail(err, "%s: out of memory", dir); return NULL; }
     float ***slots = NULL;
     char *cfg_path = join(dir, "config.json"), *st_path = join(dir, "model.safetensors"), *vocab_path = join(dir, "vocab.txt");
     int lower;
+    if (!(m->path = kn_strdup(dir)) || !cfg_path || !st_path || !vocab_path) { kn_fail(err, "%s: out of memory", dir); goto fail; }
     if (bert_config_load(cfg_path, &m->cfg, err) != 0) goto fail;
     if (read_lower_case(dir, &lower, err) != 0) goto fail;
     m->cfg.do_lower_case = lower;
@@ -314,7 +319,7 @@ kn_model *kn_model_load(const char *dir, kn_err *err) {
     if (!st) goto fail;
     m->st = st;
     snprintf(m->weights_file, sizeof m->weights_file, "%s", st_path);
-    slots = build_params(m);
+    if (!(slots = build_params(m))) { kn_fail(err, "%s: out of memory for the parameter table", dir); goto fail; }
     /* first pass: check presence and shape, and count floats that need a converted copy */
     int64_t need = 0;
     for (int i = 0; i < m->nparams; i++) {
@@ -345,7 +350,7 @@ kn_model *kn_model_load(const char *dir, kn_err *err) {
         goto fail;
     }
     if (need) {
-        m->owned = malloc(sizeof(float) * need);
+        m->owned = kn_calloc((size_t)need, sizeof(float));
         if (!m->owned) { kn_fail(err, "out of memory converting %lld weights to F32", (long long)need); goto fail; }
         m->owned_len = need;
     }
@@ -390,10 +395,14 @@ int kn_model_save(const kn_model *m, const char *dir, kn_err *err) {
     int rc = bert_config_write(p, &m->cfg, err);
     free(p);
     if (rc) return rc;
-    const char **names = malloc(sizeof *names * m->nparams);
-    int *ndim = malloc(sizeof *ndim * m->nparams);
-    int64_t (*shapes)[8] = calloc(m->nparams, sizeof *shapes);
-    const float **data = malloc(sizeof *data * m->nparams);
+    const char **names = kn_calloc(m->nparams, sizeof *names);
+    int *ndim = kn_calloc(m->nparams, sizeof *ndim);
+    int64_t (*shapes)[8] = kn_calloc(m->nparams, sizeof *shapes);
+    const float **data = kn_calloc(m->nparams, sizeof *data);
+    if (!names || !ndim || !shapes || !data) {
+        free(names); free(ndim); free(shapes); free(data);
+        return kn_fail(err, "%s: out of memory saving %d tensors", dir, m->nparams);
+    }
     for (int i = 0; i < m->nparams; i++) {
         names[i] = m->params[i].name;
         ndim[i] = m->params[i].ndim;

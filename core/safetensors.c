@@ -3,6 +3,7 @@
  * silently become wrong numbers everywhere: sizes must match shapes, ranges must lie inside
  * the file and must not overlap. */
 #include "safetensors.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,10 +83,10 @@ static int parse_entry(st_file *f, st_tensor *t, const char *name, json_t *v, ui
 }
 
 st_file *st_open(const char *path, kn_err *err) {
-    st_file *f = calloc(1, sizeof *f);
+    st_file *f = kn_calloc(1, sizeof *f);
     if (!f) { kn_fail(err, "%s: out of memory", path); return NULL; }
-    f->path = strdup(path);
     json_t *root = NULL;
+    if (!(f->path = kn_strdup(path))) { kn_fail(err, "%s: out of memory", path); goto fail; }
     int fd = open(path, O_RDONLY);
     if (fd < 0) { kn_fail(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
     struct stat sb;
@@ -112,13 +113,14 @@ st_file *st_open(const char *path, kn_err *err) {
     if (!root) { kn_fail(err, "%s: header is not valid JSON at byte %d: %s", path, jerr.position + 8, jerr.text); goto fail; }
     if (!json_is_object(root)) { kn_fail(err, "%s: header is not a JSON object", path); goto fail; }
     uint64_t data_off = 8 + hlen, data_len = f->map_len - data_off;
-    f->tensors = calloc(json_object_size(root) + 1, sizeof *f->tensors);
+    f->tensors = kn_calloc(json_object_size(root) + 1, sizeof *f->tensors);
+    if (!f->tensors) { kn_fail(err, "%s: out of memory for %zu tensors", path, json_object_size(root)); goto fail; }
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) continue;
         st_tensor *t = &f->tensors[f->n];
-        t->name = strdup(key);
+        if (!(t->name = kn_strdup(key))) { kn_fail(err, "%s: out of memory", path); goto fail; }
         f->n++;
         if (parse_entry(f, t, key, val, data_len, err) != 0) goto fail;
         t->data = (char *)f->map + data_off + t->begin;
@@ -126,7 +128,8 @@ st_file *st_open(const char *path, kn_err *err) {
     /* overlapping ranges would alias two tensors: refuse. Walk the non-empty ranges in order of
      * their start, remembering the one that reaches furthest (an empty tensor between two
      * overlapping ones must not hide them). */
-    st_tensor *sorted = malloc(sizeof *sorted * (f->n + 1));
+    st_tensor *sorted = kn_calloc((size_t)f->n + 1, sizeof *sorted);
+    if (!sorted) { kn_fail(err, "%s: out of memory", path); goto fail; }
     memcpy(sorted, f->tensors, sizeof *sorted * f->n);
     qsort(sorted, f->n, sizeof *sorted, cmp_begin);
     const st_tensor *reach = NULL;

@@ -3,7 +3,7 @@
 # Called by `make` before the first build. As root it installs what is missing with apt-get
 # (non-interactive); otherwise it prints the exact command to run and fails.
 set -e
-need="gcc make pkg-config liblua5.4-dev libopenblas-dev libyaml-dev libjansson-dev libpcre2-dev libopenmpi-dev openmpi-bin"
+need="gcc make pkg-config clang-14 libclang-rt-14-dev liblua5.4-dev libopenblas-dev libyaml-dev libjansson-dev libpcre2-dev libopenmpi-dev openmpi-bin"
 # extra packages for a target (e.g. `deps.sh data` for the fact builder's sources)
 case "${1:-}" in
   data) need="$need unicode-cldr-core wordnet-base iso-codes tzdata" ;;

@@ -71,6 +71,12 @@ do
   check.err(function() facts.load { facts = "data/facts.tsv", templates = fifo } end, "not a regular file (a FIFO)",
     "facts.load refuses a FIFO templates file")
   check.err(function() knwb.neurons.read(fifo) end, "not a regular file (a FIFO)", "neurons.read refuses a FIFO")
+  local yaml = require "knwb.yaml"
+  check.err(function() yaml.load(fifo) end, "not a regular file (a FIFO)", "yaml.load refuses a FIFO")
+  check.err(function() json.load("/dev/zero") end, "not a regular file (a device)", "json.load refuses /dev/zero")
+  check.err(function() yaml.load("data/templates.yaml\0.x") end, "path has a NUL byte at offset 19", "yaml.load: a path with a NUL byte")
+  check.err(function() json.load("models/default/config.json\0x") end, "path has a NUL byte at offset 26", "json.load: a path with a NUL byte")
+  check.eq(type(json.load("models/default/config.json")), "table", "json.load still reads a file")
   local r = knwb.run.new { out = tmp .. "/run-fifo" }
   assert(os.execute("mkfifo " .. q(r:path("x.jsonl"))))
   check.err(function() r:read_jsonl("x.jsonl") end, "not a regular file (a FIFO)", "run:read_jsonl refuses a FIFO")

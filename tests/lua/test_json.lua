@@ -32,7 +32,7 @@ do
   local m = check.err(function() json.decode("[NaN]") end, "(string):1:4: invalid token near 'NaN'", "default name, NaN is not JSON")
   check.ok(m and m:sub(1, 9) == "(string):", "a data error starts with the data's position, not the caller's")
   check.err(function() json.decode("") end, "(string):1:0:", "empty text")
-  check.err(function() json.load("tests/fixtures/none.json") end, "tests/fixtures/none.json: unable to open", "missing file")
+  check.err(function() json.load("tests/fixtures/none.json") end, "tests/fixtures/none.json: cannot open", "missing file")
 end
 
 print("# encode and round-trips")
