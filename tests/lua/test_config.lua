@@ -297,7 +297,7 @@ do
   check.eq(opts.quick, true, "boolean flag")
   check.eq(opts.dry_run, false, "absent flag is false, dashes read as _")
   local _, err = cli.try({ [0] = "erase.lua", "--frobnicate" }, spec)
-  check.eq(err, "unknown option --frobnicate (known: --dry-run, --help, --out DIR, --quick, --save DIR, --set KEY=VALUE)",
+  check.eq(err, "unknown option --frobnicate (known: --dry-run, --help, --merge, --out DIR, --quick, --save DIR, --set KEY=VALUE, --shard K/N)",
     "unknown flag named, known ones listed")
   _, err = cli.try({ [0] = "erase.lua", "--out" }, spec)
   check.eq(err, "option --out needs a value (DIR)", "missing value")
