@@ -154,16 +154,7 @@ end
 
 -- A random fact of a random other relation, drawn from the fact's own stream.
 local other_relations = #set.relations > 1
-local function off_target_fact(e)
-  if not other_relations then return nil end
-  local rng = random.rng(cseed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
-  local others = {}
-  for _, r in ipairs(set.relations) do
-    if r.id ~= e.rel.id then others[#others + 1] = r end
-  end
-  local rel = rng:choice(others)
-  return rng:choice(facts_of[rel.id])
-end
+local function off_target_fact(e) return X.off_target(e, set, facts_of, cseed) end
 
 -- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
 -- from the fact's own stream (so the sweep below draws the same ones).
