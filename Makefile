@@ -58,7 +58,8 @@ $(B)/asan/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(CORE_SRC) $(wildcard co
 	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) -Icore -Itests/c -o $@ $< $(CORE_SRC) $(LDLIBS)
 
 # knwb itself under ASan+UBSan, for the Lua tests' second run (bindings, YAML, JSON, the CLI host);
-# it finds lua/ next to itself, so build/asan/lua points at the repository's.
+# it finds lua/ next to itself: build/asan/lua links to the repository's, and the root (models/,
+# configs/, data/) is where that link leads.
 $(B)/asan/knwb: $(LUA_SRC) $(CORE_SRC) $(wildcard core/*.h lua/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE $(SAN) $(PKG_CFLAGS) $(MPI_CFLAGS) -Icore -o $@ $(LUA_SRC) $(CORE_SRC) $(LDLIBS) $(MPI_LIBS)

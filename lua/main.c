@@ -84,6 +84,17 @@ static void set_package_path(lua_State *L) {
     char *slash = strrchr(exe, '/');
     if (!slash) return;
     *slash = '\0';
+    /* The root is the folder that holds lua/: for build/asan/knwb, whose lua is a link to the
+     * repository's, that is the repository, so models/, configs/ and data/ resolve the same. */
+    char lua_dir[PATH_MAX + 8], real[PATH_MAX];
+    snprintf(lua_dir, sizeof lua_dir, "%s/lua", exe);
+    if (realpath(lua_dir, real)) {
+        char *s = strrchr(real, '/');
+        if (s && s != real) {
+            *s = '\0';
+            memcpy(exe, real, strlen(real) + 1);
+        }
+    }
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", exe, exe, lua_tostring(L, -1));

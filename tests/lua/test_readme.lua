@@ -4,9 +4,6 @@
 -- Every command of a ```sh block is either run here (the cheap ones) or listed below as not run,
 -- with the reason; a command that is neither fails the test, so a new one cannot slip in unseen.
 package.path = "tests/lua/?.lua;" .. package.path
--- The tests run from the repository root; the sanitized build (build/asan/knwb) would otherwise
--- take its own folder as knwb.root, which has lua/ but not models/, data/ or configs/.
-package.knwb_root = "."
 local check = require "check"
 local runs = require "runs"
 
