@@ -154,16 +154,7 @@ end
 
 -- A random fact of a random other relation, drawn from the fact's own stream.
 local other_relations = #set.relations > 1
-local function off_target_fact(e)
-  if not other_relations then return nil end
-  local rng = random.rng(cseed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
-  local others = {}
-  for _, r in ipairs(set.relations) do
-    if r.id ~= e.rel.id then others[#others + 1] = r end
-  end
-  local rel = rng:choice(others)
-  return rng:choice(facts_of[rel.id])
-end
+local function off_target_fact(e) return X.off_target(e, set, facts_of, cseed) end
 
 -- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
 -- from the fact's own stream (so the sweep below draws the same ones).
@@ -320,58 +311,13 @@ end
 -- optimum of its loss on those sentences, so scaling a neuron there moves it off the optimum;
 -- the paper's BERT never saw its PARAREL prompts. With split "all" and both kinds present, the
 -- same measures are also given for the training-template and the held-out-template prompts.
-local by_prompts
-if cfg.facts.split == "all" then
-  local kinds = { seen = false, unseen = true }
-  local counts = { seen = 0, unseen = 0 }
-  for _, r in ipairs(rows.kn.suppress) do
-    if r.held_out == true then counts.unseen = counts.unseen + 1 elseif r.held_out == false then counts.seen = counts.seen + 1 end
-  end
-  if counts.seen > 0 and counts.unseen > 0 then
-    by_prompts = {}
-    for kind, held in pairs(kinds) do
-      by_prompts[kind] = { prompts = counts[kind] }
-      for _, name in ipairs(SETS) do
-        local sub = { suppress = {}, amplify = {} }
-        for _, op in ipairs({ "suppress", "amplify" }) do
-          for _, r in ipairs(rows[name][op]) do if r.held_out == held then sub[op][#sub[op] + 1] = r end end
-        end
-        if #sub.suppress > 0 then
-          by_prompts[kind][name] = { suppress = summarize(sub.suppress, kind, name, "suppress"),
-            amplify = summarize(sub.amplify, kind, name, "amplify") }
-        end
-      end
-    end
-  end
-end
+local by_prompts = cfg.facts.split == "all" and M.by_prompts(rows, SETS, summarize) or nil
 
 -- By confidence: the same changes within bins of p0, the unmodified model's P(gold). The paper's
 -- BERT is unsure of most PARAREL prompts; a model trained on its templates is sure of those. The
 -- bins are [lo, hi), the last one closed; a relation with no prompt in a bin is left out of that
 -- bin's mean over relations.
-local by_confidence
-if #cfg.by_confidence >= 2 then
-  by_confidence = {}
-  local edges = cfg.by_confidence
-  for k = 1, #edges - 1 do
-    local lo, hi, last = edges[k], edges[k + 1], k == #edges - 1
-    local bin = { lo = lo, hi = hi, prompts = 0 }
-    for _, name in ipairs(SETS) do
-      local sub = { suppress = {}, amplify = {} }
-      for _, op in ipairs({ "suppress", "amplify" }) do
-        for _, r in ipairs(rows[name][op]) do
-          if r.p0 >= lo and (r.p0 < hi or (last and r.p0 <= hi)) then sub[op][#sub[op] + 1] = r end
-        end
-      end
-      if name == "kn" then bin.prompts = #sub.suppress end
-      if #sub.suppress > 0 then
-        bin[name] = { suppress = summarize(sub.suppress, "confidence", k, name, "suppress"),
-          amplify = summarize(sub.amplify, "confidence", k, name, "amplify") }
-      end
-    end
-    by_confidence[k] = bin
-  end
-end
+local by_confidence = #cfg.by_confidence >= 2 and M.by_confidence(rows, SETS, cfg.by_confidence, summarize) or nil
 
 local function num(x) return x == nil and json.null or x end
 local function pct(x) return x == nil and "n/a" or ("%+.2f%%"):format(x) end

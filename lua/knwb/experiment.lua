@@ -88,6 +88,19 @@ function X.random_control(e, neurons, width, seed, exclude)
     { exclude = exclude })
 end
 
+--- X.off_target(e, set, by_relation, seed) -> entry | nil: the off-target control of fact entry
+--- e, a random fact of a random other relation of the set (by_relation from X.fact_entries),
+--- drawn from e's own stream; nil when the set has one relation.
+function X.off_target(e, set, by_relation, seed)
+  if #set.relations < 2 then return nil end
+  local rng = require("knwb.random").rng(seed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
+  local others = {}
+  for _, r in ipairs(set.relations) do
+    if r.id ~= e.rel.id then others[#others + 1] = r end
+  end
+  return rng:choice(by_relation[rng:choice(others).id])
+end
+
 return X.in_repo(path)
 end
 
@@ -176,6 +189,19 @@ function X.random_control(e, neurons, width, seed, exclude)
   local random = require "knwb.random"
   return random.matched(neurons, width, random.rng(seed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
     { exclude = exclude })
+end
+
+--- X.off_target(e, set, by_relation, seed) -> entry | nil: the off-target control of fact entry
+--- e, a random fact of a random other relation of the set (by_relation from X.fact_entries),
+--- drawn from e's own stream; nil when the set has one relation.
+function X.off_target(e, set, by_relation, seed)
+  if #set.relations < 2 then return nil end
+  local rng = require("knwb.random").rng(seed, "off_target", e.rel.id, e.b, e.fact.subject, e.fact.object)
+  local others = {}
+  for _, r in ipairs(set.relations) do
+    if r.id ~= e.rel.id then others[#others + 1] = r end
+  end
+  return rng:choice(by_relation[rng:choice(others).id])
 end
 
 return X

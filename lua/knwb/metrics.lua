@@ -217,4 +217,65 @@ function M.effects(model, items, neurons, o)
   return out
 end
 
+---------------------------------------------------------------------------------------------------
+-- The same changes on parts of the prompts: seen against unseen, and bins of confidence.
+-- rows_by_set[name] = {suppress = rows, amplify = rows} (change_summary's rows, each with held_out
+-- for by_prompts); summarize(rows, key...) makes one summary (change_summary, with a bootstrap
+-- interval drawn from a stream named by the keys, say); sets lists the names in order.
+
+--- M.by_prompts(rows_by_set, sets, summarize) -> {seen = {prompts, [set] = {suppress, amplify}},
+--- unseen = ...} | nil: the summaries over training-template prompts (held_out false) and
+--- held-out ones apart; nil unless the first set has both kinds. The keys given to summarize
+--- are (kind, set, op).
+function M.by_prompts(rows_by_set, sets, summarize)
+  local counts = { seen = 0, unseen = 0 }
+  for _, r in ipairs(rows_by_set[sets[1]].suppress) do
+    if r.held_out == true then counts.unseen = counts.unseen + 1 elseif r.held_out == false then counts.seen = counts.seen + 1 end
+  end
+  if counts.seen == 0 or counts.unseen == 0 then return nil end
+  local out = {}
+  for _, kind in ipairs { "seen", "unseen" } do
+    local held = kind == "unseen"
+    out[kind] = { prompts = counts[kind] }
+    for _, name in ipairs(sets) do
+      local sub = { suppress = {}, amplify = {} }
+      for _, op in ipairs { "suppress", "amplify" } do
+        for _, r in ipairs(rows_by_set[name][op]) do if r.held_out == held then sub[op][#sub[op] + 1] = r end end
+      end
+      if #sub.suppress > 0 then
+        out[kind][name] = { suppress = summarize(sub.suppress, kind, name, "suppress"),
+          amplify = summarize(sub.amplify, kind, name, "amplify") }
+      end
+    end
+  end
+  return out
+end
+
+--- M.by_confidence(rows_by_set, sets, edges, summarize) -> bins: the summaries within bins of
+--- p0 (the unmodified model's P(gold)), [edges[k], edges[k+1]) with the last bin closed; each bin
+--- {lo, hi, prompts (of the first set), [set] = {suppress, amplify}}, a set left out of a bin it
+--- has no prompt in. The keys given to summarize are ("confidence", k, set, op).
+function M.by_confidence(rows_by_set, sets, edges, summarize)
+  local bins = {}
+  for k = 1, #edges - 1 do
+    local lo, hi, last = edges[k], edges[k + 1], k == #edges - 1
+    local bin = { lo = lo, hi = hi, prompts = 0 }
+    for i, name in ipairs(sets) do
+      local sub = { suppress = {}, amplify = {} }
+      for _, op in ipairs { "suppress", "amplify" } do
+        for _, r in ipairs(rows_by_set[name][op]) do
+          if r.p0 >= lo and (r.p0 < hi or (last and r.p0 <= hi)) then sub[op][#sub[op] + 1] = r end
+        end
+      end
+      if i == 1 then bin.prompts = #sub.suppress end
+      if #sub.suppress > 0 then
+        bin[name] = { suppress = summarize(sub.suppress, "confidence", k, name, "suppress"),
+          amplify = summarize(sub.amplify, "confidence", k, name, "amplify") }
+      end
+    end
+    bins[k] = bin
+  end
+  return bins
+end
+
 return M

@@ -53,6 +53,9 @@ local a = X.random_control(list[1], list[1].rec.kn, 50, 7)
 local b = X.random_control(list[1], list[1].rec.kn, 50, 7)
 check.eq(a, b, "random_control: the same fact and seed draw the same neurons")
 for k, n in ipairs(a) do check.ok(n[1] == list[1].rec.kn[k][1], "random_control: neuron %d in the layer of the knowledge neuron", k) end
+local o1, o2 = X.off_target(list[1], set, by, 7), X.off_target(list[1], set, by, 7)
+check.ok(o1 == o2 and o1.rel.id ~= list[1].rel.id, "off_target: a fact of another relation, the same on every call (%s)", o1 and o1.rel.id)
+check.eq(X.off_target(list[1], { relations = { list[1].rel } }, by, 7), nil, "off_target: none with one relation")
 local run = knwb.run.new { experiment = "t", out = tmp .. "/resume" }
 check.eq(#X.resume("t", run, { seed = 1 }, "results.jsonl"), 0, "resume: a new run has no lines")
 run:jsonl("results.jsonl", "w"):write({ x = 1 })
