@@ -1,7 +1,9 @@
 /* bert.c: the BERT forward and backward passes over an activation arena, with interventions
  * on ffn.act. Post-LN encoder as in Hugging Face BertForMaskedLM:
- *   h1 = LN1(x + Wo . attn(x) + bo),  act = gelu(W1 . h1 + b1),  out = LN2(h1 + W2 . act + b2)
- * and the MLM head (dense, gelu, LN, tied decoder + bias) only at the rows asked for. */
+ *   h1 = LN1(x + Wo . attn(x) + bo),  act = f(W1 . h1 + b1),  out = LN2(h1 + W2 . act + b2)
+ * and the MLM head (dense, act, LN, decoder + bias) only at the rows asked for. The activation
+ * (act above, hidden_act: erf GELU, tanh GELU, ReLU) is the same in the FFN and the head, as in
+ * HF; the decoder is the word-embedding matrix when tied, its own tensor when untied. */
 #include "bert.h"
 #include "kernels.h"
 
@@ -193,7 +195,7 @@ static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) 
     for (int64_t i = 0; i < (int64_t)N * C; i++) ln1_in[i] += x[i];
     layernorm_forward(h1, LAYER(a->ln1_mean, l, NN), LAYER(a->ln1_rstd, l, NN), ln1_in, w->ln1_w, w->ln1_b, N, C, c->ln_eps);
     linear_forward(pre, h1, w->ffn_in_w, w->ffn_in_b, N, C, F);
-    gelu_forward(act, pre, (int64_t)N * F);
+    act_forward((enum kn_act)c->act, act, pre, (int64_t)N * F);
     apply_interventions(act, l, B, T, F, a->iv, a->niv);
     if (a->drop_act) mul_inplace(act, LAYER(a->drop_act, l, NF), (int64_t)N * F);
     linear_forward(ln2_in, act, w->ffn_out_w, w->ffn_out_b, N, F, C);
@@ -208,9 +210,9 @@ static void head_forward(const kn_model *m, bert_acts *a, int P) {
     const float *top = x_of(a, c->layers, (int64_t)a->B * a->T * C);
     for (int p = 0; p < P; p++) memcpy(a->head_in + (int64_t)p * C, top + (int64_t)a->head_rows[p] * C, sizeof(float) * C);
     linear_forward(a->head_pre, a->head_in, m->w.head_w, m->w.head_b, P, C, C);
-    gelu_forward(a->head_act, a->head_pre, (int64_t)P * C);
+    act_forward((enum kn_act)c->act, a->head_act, a->head_pre, (int64_t)P * C);
     layernorm_forward(a->head_ln, a->head_mean, a->head_rstd, a->head_act, m->w.head_ln_w, m->w.head_ln_b, P, C, c->ln_eps);
-    linear_forward(a->logits, a->head_ln, m->w.word_emb, m->w.decoder_b, P, C, c->vocab_size);
+    linear_forward(a->logits, a->head_ln, m->w.decoder_w, m->w.decoder_b, P, C, c->vocab_size);
 }
 
 int bert_forward_from(const kn_model *m, bert_acts *a, int start, int B, int T,
@@ -359,7 +361,7 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     /* GELU and W1: d(h1) gets the FFN branch on top of the residual already in dh1 */
     float *dpre = a->dffn_pre;
     memset(dpre, 0, sizeof(float) * nf);
-    gelu_backward(dpre, a->dffn, pre, nf);
+    act_backward((enum kn_act)c->act, dpre, a->dffn, pre, nf);
     if (grads) linear_backward_weight(grad_of(m, grads, w->ffn_in_w), grad_of(m, grads, w->ffn_in_b), dpre, h1, N, C, F);
     linear_backward_input(a->dh1, dpre, w->ffn_in_w, N, C, F);
     /* LN1: dh1 -> d(ln1_in) in dx (reused: dx = d(x) from the residual plus the attention branch) */
@@ -405,13 +407,13 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
     /* head: logits = ln . E^T + bias */
     float *dln = a->dhead, *dpre = a->dhead + (int64_t)P * C;
     memset(a->dhead, 0, sizeof(float) * 2 * P * C);
-    linear_backward_input(dln, dlogits, m->w.word_emb, P, C, c->vocab_size);
-    if (grads) linear_backward_weight(grad_of(m, grads, m->w.word_emb), grad_of(m, grads, m->w.decoder_b), dlogits, a->head_ln, P, C, c->vocab_size);
+    linear_backward_input(dln, dlogits, m->w.decoder_w, P, C, c->vocab_size);
+    if (grads) linear_backward_weight(grad_of(m, grads, m->w.decoder_w), grad_of(m, grads, m->w.decoder_b), dlogits, a->head_ln, P, C, c->vocab_size);
     float *dact = a->dtmp; /* [P,C] scratch */
     memset(dact, 0, sizeof(float) * P * C);
     layernorm_backward_input(dact, dln, a->head_act, a->head_mean, a->head_rstd, m->w.head_ln_w, P, C);
     if (grads) layernorm_backward_weight(grad_of(m, grads, m->w.head_ln_w), grad_of(m, grads, m->w.head_ln_b), dln, a->head_act, a->head_mean, a->head_rstd, P, C);
-    gelu_backward(dpre, dact, a->head_pre, (int64_t)P * C);
+    act_backward((enum kn_act)c->act, dpre, dact, a->head_pre, (int64_t)P * C);
     memset(a->dx, 0, sizeof(float) * (int64_t)N * C);
     memset(dln, 0, sizeof(float) * P * C);
     linear_backward_input(dln, dpre, m->w.head_w, P, C, C);
