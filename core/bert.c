@@ -5,6 +5,7 @@
  * (act above, hidden_act: erf GELU, tanh GELU, ReLU) is the same in the FFN and the head, as in
  * HF; the decoder is the word-embedding matrix when tied, its own tensor when untied. */
 #include "bert.h"
+#include "alloc.h"
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -62,12 +63,13 @@ bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int fla
         kn_fail(err, "sequence of %d tokens exceeds max_position_embeddings %d", T, cfg->max_pos);
         return NULL;
     }
-    bert_acts *a = calloc(1, sizeof *a);
+    bert_acts *a = kn_calloc(1, sizeof *a);
+    if (!a) { kn_fail(err, "out of memory for an activation arena"); return NULL; }
     plan p[64];
     int n = plan_acts(cfg, a, B, T, P, flags, p);
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += (p[i].n + 16) & ~(int64_t)15; /* 64-byte aligned slices */
-    float *mem = aligned_alloc(64, (size_t)total * sizeof(float) + 64);
+    float *mem = kn_aligned_alloc((size_t)total * sizeof(float) + 64);
     if (!mem) {
         free(a);
         kn_fail(err, "out of memory: activations for %d x %d tokens need %.1f MB", B, T, total * 4.0 / 1e6);
@@ -79,9 +81,14 @@ bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int fla
         *p[i].ptr = mem + off;
         off += (p[i].n + 16) & ~(int64_t)15;
     }
-    a->head_rows = calloc(P + 1, sizeof(int));
-    a->ids = calloc((size_t)B * T, sizeof(int));
-    a->types = calloc((size_t)B * T, sizeof(int));
+    a->head_rows = kn_calloc((size_t)P + 1, sizeof(int));
+    a->ids = kn_calloc((size_t)B * T, sizeof(int));
+    a->types = kn_calloc((size_t)B * T, sizeof(int));
+    if (!a->head_rows || !a->ids || !a->types) {
+        bert_acts_free(a);
+        kn_fail(err, "out of memory: activations for %d x %d tokens", B, T);
+        return NULL;
+    }
     a->B = B; a->T = T; a->P = P;
     a->flags = flags;
     a->bytes = total * (int64_t)sizeof(float);

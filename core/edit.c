@@ -1,5 +1,6 @@
 /* edit.c: value-slot edit transactions with exact undo (see edit.h). */
 #include "edit.h"
+#include "alloc.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -28,7 +29,7 @@ int kn_slot_get(const kn_model *m, int layer, int i, float *col, kn_err *err) {
 
 int kn_slot_project(const kn_model *m, int layer, int i, float *scores, kn_err *err) {
     int C = m->cfg.hidden;
-    float *col = malloc(sizeof(float) * C);
+    float *col = kn_malloc(sizeof(float) * C);
     if (!col) return kn_fail(err, "out of memory reading a value slot");
     int rc = kn_slot_get(m, layer, i, col, err);
     if (rc == 0) linear_forward(scores, col, m->w.word_emb, NULL, 1, C, m->cfg.vocab_size);
@@ -50,12 +51,16 @@ kn_edit *kn_edit_slots(kn_model *m, int n, const int *layers, const int *slots, 
         for (int r = 0; r < C; r++)
             if (!isfinite(cols[(int64_t)j * C + r])) { kn_fail(err, "edit slot %d (layer %d, neuron %d): value %d is not finite", j + 1, layers[j], slots[j], r); return NULL; }
     }
-    kn_edit *e = calloc(1, sizeof *e);
+    size_t colbytes;
+    kn_edit *e = kn_calloc(1, sizeof *e);
+    if (!e || kn_mul_size(sizeof(float) * (size_t)n, (size_t)C, &colbytes) != 0 ||
+        !(e->layer = kn_malloc(sizeof(int) * n)) || !(e->slot = kn_malloc(sizeof(int) * n)) ||
+        !(e->old_cols = kn_malloc(colbytes)) || !(e->new_cols = kn_malloc(colbytes))) {
+        if (e) { free(e->layer); free(e->slot); free(e->old_cols); free(e); }
+        kn_fail(err, "out of memory for an edit of %d value slots (%d floats each); the model is unchanged", n, C);
+        return NULL;
+    }
     e->n = n;
-    e->layer = malloc(sizeof(int) * n);
-    e->slot = malloc(sizeof(int) * n);
-    e->old_cols = malloc(sizeof(float) * (size_t)n * C);
-    e->new_cols = malloc(sizeof(float) * (size_t)n * C);
     memcpy(e->layer, layers, sizeof(int) * n);
     memcpy(e->slot, slots, sizeof(int) * n);
     memcpy(e->new_cols, cols, sizeof(float) * (size_t)n * C);

@@ -44,6 +44,13 @@ void kn_atomic_abort(kn_atomic_file *f);
 /* The three steps for a buffer already in memory. */
 int kn_write_file_atomic(const char *path, const void *data, size_t len, kn_err *err);
 
+/* Appends len bytes at the end of a regular file (created, mode 0666 minus the umask, if absent),
+ * checking every write, then fsync (when sync) and a checked close. *offset (if not NULL) is
+ * where the bytes begin. On failure the file is cut back to its old length, so an append is
+ * all or nothing as far as a reader of the file's length can tell. For stores and logs that
+ * grow by records; a killed process may still leave a partial tail, which readers must check. */
+int kn_append_file(const char *path, const void *data, size_t len, int sync, long long *offset, kn_err *err);
+
 /* mkdir -p, without a shell: every missing component is created (mode 0777 minus the umask).
  * An existing non-directory component is an error naming it. */
 int kn_mkdirs(const char *path, kn_err *err);

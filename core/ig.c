@@ -1,5 +1,6 @@
 /* ig.c: integrated gradients on ffn.act at the mask position (see ig.h). */
 #include "ig.h"
+#include "alloc.h"
 #include "objective.h"
 
 #include <math.h>
@@ -70,7 +71,7 @@ struct kn_ig_ws {
     size_t cap[B_COUNT];
 };
 
-kn_ig_ws *kn_ig_ws_new(void) { return calloc(1, sizeof(kn_ig_ws)); }
+kn_ig_ws *kn_ig_ws_new(void) { return kn_calloc(1, sizeof(kn_ig_ws)); }
 
 void kn_ig_ws_free(kn_ig_ws *ws) {
     if (!ws) return;
@@ -81,10 +82,10 @@ void kn_ig_ws_free(kn_ig_ws *ws) {
 
 /* Buffer k of at least `bytes`: the workspace's, grown when too small, or a fresh one (ws NULL). */
 static void *scratch(kn_ig_ws *ws, int k, size_t bytes) {
-    if (!ws) return malloc(bytes ? bytes : 1);
+    if (!ws) return kn_malloc(bytes);
     if (ws->cap[k] < bytes) {
         free(ws->buf[k]);
-        ws->buf[k] = malloc(bytes);
+        ws->buf[k] = kn_malloc(bytes);
         ws->cap[k] = ws->buf[k] ? bytes : 0;
     }
     return ws->buf[k];
@@ -132,9 +133,12 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     for (int i = 0; i < nlayers; i++)
         if (layers[i] < 0 || layers[i] >= c->layers)
             return kn_fail(err, "layer %d out of range [0, %d)", layers[i], c->layers);
+    if (steps < 1) return kn_fail(err, "integrated gradients: steps %d must be >= 1", steps);
     kn_ig_ws *ws = opts->ws;
-    double *alpha = scratch(ws, B_ALPHA, sizeof(double) * (steps + 1)), *weight = scratch(ws, B_WEIGHT, sizeof(double) * (steps + 1));
-    if (kn_quadrature_points(opts->quad, steps, alpha, weight, err) != 0) {
+    double *alpha = scratch(ws, B_ALPHA, sizeof(double) * ((size_t)steps + 1)), *weight = scratch(ws, B_WEIGHT, sizeof(double) * ((size_t)steps + 1));
+    int qrc = alpha && weight ? kn_quadrature_points(opts->quad, steps, alpha, weight, err)
+                              : kn_fail(err, "out of memory for %d integrated-gradients steps", steps);
+    if (qrc != 0) {
         if (!ws) { free(alpha); free(weight); }
         return -1;
     }
@@ -152,9 +156,9 @@ int kn_ig(const kn_model *m, const int *ids, const int *types, int T, int mask_p
     int *head = scratch(ws, B_HEAD, sizeof(int) * rows), *tgt = scratch(ws, B_TGT, sizeof(int) * rows);
     float *wrow = scratch(ws, B_WROW, sizeof(float) * rows), *dlogits = scratch(ws, B_DLOGITS, sizeof(float) * (size_t)rows * V);
     double *pv = scratch(ws, B_PV, sizeof(double) * rows);
-    float **dffn = calloc(c->layers, sizeof(float *));
+    float **dffn = kn_calloc(c->layers, sizeof(float *));
     float *dact = scratch(ws, B_DACT, sizeof(float) * (size_t)rows * T * F);
-    double *grad_acc = malloc(sizeof(double) * F);
+    double *grad_acc = kn_malloc(sizeof(double) * F);
     if (!have_arenas) goto done;
     if (!alpha || !weight || !vals || !head || !tgt || !wrow || !dlogits || !pv || !dffn || !dact || !grad_acc) {
         kn_fail(err, "out of memory in integrated gradients (%d rows of %d tokens)", rows, T);

@@ -651,10 +651,14 @@ int kn_model_save(const kn_model *m, const char *dir, kn_err *err) {
     int rc = bert_config_write(p, &m->cfg, err);
     free(p);
     if (rc) return rc;
-    const char **names = malloc(sizeof *names * m->nparams);
-    int *ndim = malloc(sizeof *ndim * m->nparams);
-    int64_t (*shapes)[8] = calloc(m->nparams, sizeof *shapes);
-    const float **data = malloc(sizeof *data * m->nparams);
+    const char **names = kn_calloc(m->nparams, sizeof *names);
+    int *ndim = kn_calloc(m->nparams, sizeof *ndim);
+    int64_t (*shapes)[8] = kn_calloc(m->nparams, sizeof *shapes);
+    const float **data = kn_calloc(m->nparams, sizeof *data);
+    if (!names || !ndim || !shapes || !data) {
+        free(names); free(ndim); free(shapes); free(data);
+        return kn_fail(err, "%s: out of memory saving %d tensors", dir, m->nparams);
+    }
     for (int i = 0; i < m->nparams; i++) {
         names[i] = m->params[i].name;
         ndim[i] = m->params[i].ndim;

@@ -1,5 +1,6 @@
 /* train.c: masked-LM training steps with AdamW (see train.h). */
 #include "train.h"
+#include "alloc.h"
 #include "objective.h"
 #include "kernels.h"
 #include "safetensors.h"
@@ -9,13 +10,15 @@
 #include <string.h>
 
 kn_trainer *kn_trainer_new(kn_model *m, int B, int T, int P, float weight_decay, kn_err *err) {
-    kn_trainer *t = calloc(1, sizeof *t);
+    if (P < 0) { kn_fail(err, "trainer: %d labelled rows", P); return NULL; }
+    kn_trainer *t = kn_calloc(1, sizeof *t);
+    if (!t) { kn_fail(err, "out of memory for a trainer"); return NULL; }
     t->model = m;
     t->acts = bert_acts_new(&m->cfg, B, T, P, err);
-    t->grads = calloc(m->nweights, sizeof(float));
-    t->m = calloc(m->nweights, sizeof(float));
-    t->v = calloc(m->nweights, sizeof(float));
-    t->dlogits = malloc(sizeof(float) * ((size_t)P + 1) * m->cfg.vocab_size);
+    t->grads = kn_calloc((size_t)m->nweights, sizeof(float));
+    t->m = kn_calloc((size_t)m->nweights, sizeof(float));
+    t->v = kn_calloc((size_t)m->nweights, sizeof(float));
+    t->dlogits = kn_calloc(((size_t)P + 1) * (size_t)m->cfg.vocab_size, sizeof(float));
     if (!t->acts || !t->grads || !t->m || !t->v || !t->dlogits) {
         if (t->acts) kn_fail(err, "out of memory for the optimizer state of %lld weights", (long long)m->nweights);
         kn_trainer_free(t);
@@ -45,8 +48,8 @@ int kn_trainer_set_dropout(kn_trainer *t, float hidden, float neuron, uint64_t s
     if (!(neuron >= 0 && neuron < 1)) return kn_fail(err, "neuron dropout %g out of range [0, 1)", neuron);
     const bert_config *c = &t->model->cfg;
     int64_t N = (int64_t)t->acts->B * t->acts->T;
-    if (hidden > 0 && !t->mask_hidden) t->mask_hidden = malloc(sizeof(float) * 2 * c->layers * N * c->hidden);
-    if (neuron > 0 && !t->mask_act) t->mask_act = malloc(sizeof(float) * c->layers * N * c->ffn);
+    if (hidden > 0 && !t->mask_hidden) t->mask_hidden = kn_calloc((size_t)(2 * c->layers * N), sizeof(float) * c->hidden);
+    if (neuron > 0 && !t->mask_act) t->mask_act = kn_calloc((size_t)(c->layers * N), sizeof(float) * c->ffn);
     if ((hidden > 0 && !t->mask_hidden) || (neuron > 0 && !t->mask_act))
         return kn_fail(err, "out of memory for the dropout masks");
     t->hidden_dropout = hidden;

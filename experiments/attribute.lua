@@ -55,7 +55,7 @@ local summary = {
   baseline = { avg_kn_per_fact = base.avg_kn_per_fact, intra_relation_shared = base.intra_relation_shared,
     inter_relation_shared = base.inter_relation_shared, layer_share = base.layer_share },
   prompts = st.prompts, seconds = seconds, prompts_per_second = st.computed > 0 and st.computed / seconds or nil,
-  computed = st.computed, reused = st.cache_hits, completeness_mean_abs_delta = st.mean_abs_delta,
+  computed = st.computed, reused = st.cache_hits, recomputed = st.cache_recomputed, completeness_mean_abs_delta = st.mean_abs_delta,
   degenerate_prompts = st.degenerate_prompts, relations = relations, value_slots = slots,
 }
 run:write_json("summary.json", summary)
@@ -76,9 +76,9 @@ for _, r in ipairs(relations) do
 end
 run:table("relations", { "relation", "label", "facts", "p", "KN per fact", "baseline p", "baseline per fact" }, rrows)
 local labels, ks, bs = {}, {}, {}
-for l = 1, L do labels[l] = tostring(l); ks[l] = kn.layer_share[l]; bs[l] = base.layer_share[l] end
+for l = 1, L do labels[l] = tostring(l - 1); ks[l] = kn.layer_share[l]; bs[l] = base.layer_share[l] end
 run:write("layers.svg", knwb.svg.bars {
-  title = "Where knowledge neurons sit: share per layer", categories = labels, xlabel = "layer (1 = lowest)",
+  title = "Where knowledge neurons sit: share per layer", categories = labels, xlabel = "layer (0 = lowest, as in the API and the JSON)",
   ylabel = "share of neurons", percent = true,
   series = { { name = "knowledge neurons (IG)", values = ks }, { name = "activation baseline", values = bs } } })
 run:provenance { model = cfg.model, model_sha256 = knwb.attribution.model_hash(model), seed = cfg.seed,

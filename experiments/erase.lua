@@ -56,6 +56,10 @@ local set = X.load_facts("erase", cfg.facts, model)
 local known, by_id = {}, {}
 for _, r in ipairs(set.relations) do known[#known + 1] = r.id; by_id[r.id] = r end
 local targets, explicit = {}, #E.relations > 0
+if explicit and #E.relations < #known then
+  io.stderr:write(("erase: erasing %s of the %d relations (every one in turn: --set erase.relations=[])\n")
+    :format(table.concat(E.relations, ", "), #known))
+end
 for _, id in ipairs(explicit and E.relations or known) do
   if not by_id[id] then
     refuse(string.format("erase.relations: unknown relation %q (known: %s)", id, table.concat(known, ", ")))

@@ -38,12 +38,12 @@
 -- in results.jsonl are not scored again.
 local knwb = require "knwb"
 local cli = require "knwb.cli"
-local config = require "knwb.config"
 local S = require "knwb.schemas"
 local M = require "knwb.metrics"
 local random = require "knwb.random"
 local neurons = require "knwb.neurons"
 local json = require "knwb.json"
+local t_start = knwb.core.now()
 
 local SETS = { "kn", "baseline", "random", "off_target" }
 local SET_NAMES = { kn = "knowledge neurons", baseline = "activation baseline", random = "random (same layers)",
@@ -117,16 +117,7 @@ local ok, err
 local run = knwb.run.new { experiment = "suppress", out = opts.out }
 
 -- Resuming: results already in the directory must come from the same config.
-local resumed = run:read_jsonl("results.jsonl")
-if #resumed > 0 then
-  local f = io.open(run:path("config.yaml"), "r")
-  local old = f and f:read("a") or ""
-  if f then f:close() end
-  if old:gsub("^#[^\n]*\n", "") ~= config.dump(cfg) then
-    fail(("%s holds results of a run with another config (see its config.yaml); use another --out"):format(run.dir))
-  end
-end
-run:write_config(cfg)
+local resumed = X.resume("suppress", run, cfg, "results.jsonl")
 
 local neurons_path = cfg.neurons
 if neurons_path == "" and run:exists("neurons.jsonl") then neurons_path = run:path("neurons.jsonl") end
@@ -144,21 +135,7 @@ local batch = cfg.batch > 0 and cfg.batch or nil
 ---------------------------------------------------------------------------------------------------
 -- The facts, their records and prompts.
 
-local record_of = {}
-for _, r in ipairs(records) do record_of[r.relation .. "\t" .. r.subject .. "\t" .. r.object] = r end
-
-local facts_list = {} -- { rel=, b=, fact=, rec=, key= } in relation and fact order
-local facts_of = {}   -- relation id -> list of entries
-for _, rel in ipairs(set.relations) do
-  facts_of[rel.id] = {}
-  for b, f in ipairs(rel.facts) do
-    local rec = record_of[rel.id .. "\t" .. f.subject .. "\t" .. f.object]
-    if not rec then fail(("no neurons for fact %s (%s, %s)"):format(rel.id, f.subject, f.object)) end
-    local e = { rel = rel, b = b, fact = f, rec = rec, key = table.concat({ rel.id, b, f.subject, f.object }, "\t") }
-    facts_list[#facts_list + 1] = e
-    table.insert(facts_of[rel.id], e)
-  end
-end
+local facts_list, facts_of = X.fact_entries("suppress", set, records) -- { rel=, b=, fact=, rec=, key= } in order
 
 -- Items and base probabilities, made once per fact (an off-target fact is used again later).
 local function items(e)
@@ -191,8 +168,7 @@ end
 -- The random control: as many neurons as the fact's knowledge neurons, in the same layers, drawn
 -- from the fact's own stream (so the sweep below draws the same ones).
 local function random_of(e)
-  return random.matched(e.rec.kn, F, random.rng(cseed, "random", e.rel.id, e.b, e.fact.subject, e.fact.object),
-    { exclude = cfg.controls.random_avoid_kn and e.rec.kn or nil })
+  return X.random_control(e, e.rec.kn, F, cseed, cfg.controls.random_avoid_kn and e.rec.kn or nil)
 end
 
 local function plain(list)
@@ -206,7 +182,7 @@ end
 
 local done = {}
 for _, line in ipairs(resumed) do
-  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  local k = X.line_key(line)
   done[k] = done[k] or {}
   done[k][line.set] = true
 end
@@ -227,7 +203,20 @@ if pending < total then
 end
 
 local out <close> = run:jsonl("results.jsonl")
-local bar = knwb.progress.new("suppress", pending, { unit = "prompts" })
+-- The sweep that follows has its own bar; its cost is estimated here in this bar's units (a
+-- prompt here takes about 9 forward passes: p0, and suppress and amplify for 4 sets; one there
+-- takes one per curve and factor other than 1), so the first ETA covers the whole run.
+local sweep_estimate
+if #cfg.sweep.factors > 0 then
+  local nf, present, ncurves = 0, {}, 3
+  for _, a in ipairs(cfg.sweep.factors) do if a ~= 1 then nf = nf + 1 end end
+  if cfg.sweep.by_layer then
+    for _, e in ipairs(facts_list) do for _, n in ipairs(e.rec.kn) do present[n[1]] = true end end
+    for _ in pairs(present) do ncurves = ncurves + 1 end
+  end
+  sweep_estimate = total * ncurves * nf / 9
+end
+local bar = knwb.progress.new("suppress", pending, { unit = "prompts", after = sweep_estimate, after_label = "sweep" })
 local t0 = knwb.core.now()
 for _, e in ipairs(facts_list) do
   if not e.done then
@@ -270,7 +259,7 @@ local wanted = {}
 for _, e in ipairs(facts_list) do wanted[e.key] = e end
 local lines = {}
 for _, line in ipairs(run:read_jsonl("results.jsonl")) do
-  local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+  local k = X.line_key(line)
   if wanted[k] then lines[k .. "\t" .. line.set] = line end -- the last line of a fact and set wins
 end
 
@@ -621,7 +610,7 @@ end
 -- knowledge neurons move it which way. Computed after the main pass, one line of sums per fact in
 -- sweep.jsonl, so an interrupted sweep resumes where it stopped.
 
-local sweep_summary
+local sweep_summary, sweep_seconds
 if #cfg.sweep.factors > 0 then
   local factors = cfg.sweep.factors
   local curves = {
@@ -636,7 +625,7 @@ if #cfg.sweep.factors > 0 then
     end
     for l = 0, model:config().num_hidden_layers - 1 do
       if present[l] then
-        curves[#curves + 1] = { key = "kn_layer_" .. (l + 1), label = ("knowledge neurons, layer %d only"):format(l + 1),
+        curves[#curves + 1] = { key = "kn_layer_" .. l, label = ("knowledge neurons, layer %d only"):format(l),
           neurons = function(e)
             local out = {}
             for _, n in ipairs(e.rec.kn) do if n[1] == l then out[#out + 1] = n end end
@@ -659,7 +648,7 @@ if #cfg.sweep.factors > 0 then
   -- present) are added back instead of scored again.
   local done, done_prompts = {}, 0
   for _, line in ipairs(run:read_jsonl("sweep.jsonl")) do
-    local k = table.concat({ line.relation, line.fact, line.subject, line.object }, "\t")
+    local k = X.line_key(line)
     local whole = type(line.sums) == "table"
     for _, c in ipairs(curves) do whole = whole and type(line.sums[c.key]) == "table" and #line.sums[c.key] == #factors end
     if whole then done[k] = line end
@@ -677,6 +666,7 @@ if #cfg.sweep.factors > 0 then
       end
     end
   end
+  local t_sweep = knwb.core.now()
   local sbar = knwb.progress.new("sweep", total - done_prompts, { unit = "prompts" })
   for _, e in ipairs(facts_list) do
     if done[e.key] then
@@ -718,6 +708,7 @@ if #cfg.sweep.factors > 0 then
   end
   sbar:done()
   sweep_out:close()
+  sweep_seconds = knwb.core.now() - t_sweep
 
   -- Per relation: ratio of means and mean dlogp; then unweighted means over relations.
   sweep_summary = { factors = factors, curves = {} }
@@ -786,8 +777,9 @@ local prov = { model = cfg.model, model_sha256 = knwb.attribution.model_hash(mod
 if source ~= "computed" then prov.neurons_sha256 = knwb.run.sha256_file(source) end
 run:provenance(prov)
 
-io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s\n"):format(#set.relations,
-  #facts_list, total, pending, seconds))
+io.stderr:write(("suppress: %d relations, %d facts, %d prompts (%d scored now) in %.1f s (suppress/amplify %.1f s%s)\n")
+  :format(#set.relations, #facts_list, total, pending, knwb.core.now() - t_start, seconds,
+    sweep_seconds and (", dose-response sweep %.1f s"):format(sweep_seconds) or ""))
 local function headline(op)
   local r = res
   return ("%s (baseline %s, random %s, off-target %s); mean change of ln P(gold) %s"):format(

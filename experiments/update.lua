@@ -62,14 +62,14 @@ local records, source = neurons.load_or_compute(model, set, cfg, neurons_path(cf
 if source == "computed" then neurons.write(run:path("neurons.jsonl"), records, model, { config = cfg }) end
 
 local rec_of = {}
-for _, r in ipairs(records) do rec_of[r.relation .. "\t" .. r.subject .. "\t" .. r.object] = r end
+for _, r in ipairs(records) do rec_of[X.record_key(r)] = r end
 
 -- Per relation: records in fact order, the prompts of each fact (items), and hub-filtered sets.
 local rels = {}
 for _, r in ipairs(set.relations) do
   local R = { rel = r, records = {}, items = {}, kn = {}, by_object = {} }
   for b, f in ipairs(r.facts) do
-    R.records[b] = assert(rec_of[r.id .. "\t" .. f.subject .. "\t" .. f.object], "neurons record missing")
+    R.records[b] = assert(rec_of[X.record_key { relation = r.id, subject = f.subject, object = f.object }], "neurons record missing")
     R.by_object[f.object] = (R.by_object[f.object] or 0) + 1
   end
   rels[#rels + 1] = R

@@ -108,16 +108,16 @@ static int l_decode(lua_State *L) {
     return finish_decode(L, d, name, &err);
 }
 
-/* json.load(path) -> value */
+/* json.load(path) -> value. The file is read through kn_read_file (regular files only, at most
+ * JSON_MAX_BYTES), then decoded as json.decode does. */
+#define JSON_MAX_BYTES ((size_t)1 << 30)
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *s = knwb_push_file(L, 1, JSON_MAX_BYTES, "a JSON file", &n);
     json_error_t err;
     Doc *d = new_doc(L);
-    d->root = json_load_file(path, decode_flags, &err);
-    if (d->root == NULL && err.line < 0) {
-        lua_pushfstring(L, "%s: %s", path, err.text);
-        return lua_error(L);
-    }
+    d->root = json_loadb(s, n, decode_flags, &err);
     return finish_decode(L, d, path, &err);
 }
 

@@ -43,12 +43,45 @@ typedef struct ltrainer { kn_trainer *t; } ltrainer;
 
 static int raise_err(lua_State *L, const kn_err *err) { return luaL_error(L, "%s", err->msg); }
 
-/* An integer argument that must fit an int: a larger one is an error, not a silent wrap-around
- * (layer 2^32 + 1 would otherwise read layer 1). */
-static int check_int(lua_State *L, int arg) {
-    lua_Integer v = luaL_checkinteger(L, arg);
-    if (v < INT_MIN || v > INT_MAX) return luaL_argerror(L, arg, lua_pushfstring(L, "%I is out of range", (LUAI_UACINT)v));
-    return (int)v;
+/* The one range check of every integer a binding reads (an argument, a table field, a list
+ * item): v outside [lo, hi) is an error naming what it is and the range, never a silent
+ * wrap-around (token 2^32 + 5 would otherwise be token 5, layer 2^32 + 1 layer 1). arg > 0 names
+ * the argument; 0 raises a plain error (what then says where the value came from). */
+#define INT_END ((lua_Integer)INT_MAX + 1)
+static lua_Integer int_check(lua_State *L, int arg, lua_Integer v, lua_Integer lo, lua_Integer hi, const char *what) {
+    if (v >= lo && v < hi) return v;
+    const char *msg = lua_pushfstring(L, "%s %I out of range [%I, %I)", what, (LUAI_UACINT)v, (LUAI_UACINT)lo, (LUAI_UACINT)hi);
+    if (arg > 0) luaL_argerror(L, arg, msg);
+    lua_error(L);
+    return 0;
+}
+
+/* An integer argument in [lo, hi). */
+static lua_Integer arg_int(lua_State *L, int arg, lua_Integer lo, lua_Integer hi, const char *what) {
+    return int_check(L, arg, luaL_checkinteger(L, arg), lo, hi, what);
+}
+
+/* An integer argument that must fit an int (the caller checks the narrower range). */
+static int check_int(lua_State *L, int arg) { return (int)arg_int(L, arg, INT_MIN, INT_END, "integer"); }
+
+/* A string argument that goes to C as a NUL-terminated string (a path, a prompt): a NUL inside
+ * would silently cut it ("models/default\0/x" would load models/default), so it is refused. */
+static const char *check_cstr(lua_State *L, int arg, const char *what) {
+    size_t n;
+    const char *s = luaL_checklstring(L, arg, &n);
+    size_t k = strlen(s);
+    if (k != n) luaL_argerror(L, arg, lua_pushfstring(L, "%s has a NUL byte at offset %d; knwb does not cut it there", what, (int)k));
+    return s;
+}
+
+/* The same for a string at the top of the stack read from a table (nil: def). */
+static const char *opt_cstr_top(lua_State *L, const char *def, const char *what) {
+    if (lua_isnoneornil(L, -1)) return def;
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (!s) { luaL_error(L, "%s must be a string, got %s", what, luaL_typename(L, -1)); return NULL; }
+    if (strlen(s) != n) luaL_error(L, "%s has a NUL byte at offset %d", what, (int)strlen(s));
+    return s;
 }
 
 static lmodel *check_lmodel(lua_State *L, int idx) {
@@ -78,7 +111,9 @@ static int field_int(lua_State *L, int t, const char *k, int def, int required) 
     lua_Integer v = lua_tointegerx(L, -1, &ok);
     if (!ok) return luaL_error(L, "field '%s' must be an integer, got %s", k, luaL_typename(L, -1));
     lua_pop(L, 1);
-    return (int)v;
+    char what[96];
+    snprintf(what, sizeof what, "field '%s'", k);
+    return (int)int_check(L, 0, v, INT_MIN, INT_END, what);
 }
 
 static double field_num(lua_State *L, int t, const char *k, double def) {
@@ -139,7 +174,9 @@ static int *read_ints(lua_State *L, pool *P, int t, const char *what, int *n_out
         lua_Integer v = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
         if (!ok) { luaL_error(L, "%s[%d] must be an integer", what, i); return NULL; }
-        out[i - 1] = (int)v;
+        char item[96];
+        snprintf(item, sizeof item, "%s[%d]", what, i);
+        out[i - 1] = (int)int_check(L, 0, v, INT_MIN, INT_END, item);
     }
     *n_out = n;
     return out;
@@ -178,7 +215,7 @@ static bert_acts *arena(lua_State *L, lmodel *lm, int B, int T, int P) {
 /* ------------------------------------------------------------------ model life cycle */
 
 static int l_load(lua_State *L) {
-    const char *dir = luaL_checkstring(L, 1);
+    const char *dir = check_cstr(L, 1, "model folder");
     lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
     lm->acts = NULL;
@@ -201,8 +238,8 @@ static int l_create(lua_State *L) {
     c.max_pos = field_int(L, 1, "max_position_embeddings", 512, 0);
     c.type_vocab = field_int(L, 1, "type_vocab_size", 2, 0);
     c.ln_eps = (float)field_num(L, 1, "layer_norm_eps", 1e-12);
-    lua_Integer seed = luaL_optinteger(L, 2, 0);
-    const char *vocab_path = luaL_optstring(L, 3, NULL);
+    lua_Integer seed = lua_isnoneornil(L, 2) ? 0 : arg_int(L, 2, 0, LUA_MAXINTEGER, "seed");
+    const char *vocab_path = lua_isnoneornil(L, 3) ? NULL : check_cstr(L, 3, "vocabulary path");
     kn_err err;
     kn_vocab *v = NULL;
     if (lua_getfield(L, 1, "do_lower_case") != LUA_TNIL) c.do_lower_case = lua_toboolean(L, -1);
@@ -244,7 +281,7 @@ static int m_tostring(lua_State *L) {
 
 static int m_save(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    const char *dir = luaL_checkstring(L, 2);
+    const char *dir = check_cstr(L, 2, "model folder");
     kn_err err;
     if (kn_model_save(m, dir, &err) != 0) return raise_err(L, &err);
     return 0;
@@ -290,7 +327,7 @@ static int *tokenize(lua_State *L, pool *P, kn_model *m, const char *text, int *
 
 static int m_tokenize(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    const char *text = luaL_checkstring(L, 2);
+    const char *text = check_cstr(L, 2, "text");
     int n;
     int *ids = tokenize(L, pool_new(L), m, text, &n);
     lua_createtable(L, n, 0);
@@ -301,7 +338,7 @@ static int m_tokenize(lua_State *L) {
 /* encode(text [, need_mask=true]) -> ids with [CLS] .. [SEP], mask position (0-based) */
 static int m_encode(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    const char *text = luaL_checkstring(L, 2);
+    const char *text = check_cstr(L, 2, "prompt");
     int need_mask = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
     int n;
     int *ids = tokenize(L, pool_new(L), m, text, &n);
@@ -325,16 +362,25 @@ static int m_encode(lua_State *L) {
     return 2;
 }
 
+/* model:id(word) -> the id of word's single token: the vocabulary entry itself, or else the one
+ * token the model's tokenizer makes of it ("Paris" -> paris on an uncased model); nil when it
+ * tokenizes to several pieces, to nothing, or to [UNK] (an unknown word is not a token). */
 static int m_id(lua_State *L) {
-    kn_vocab *v = check_vocab(L, check_model(L, 1));
-    int id = kn_vocab_id(v, luaL_checkstring(L, 2));
+    kn_model *m = check_model(L, 1);
+    kn_vocab *v = check_vocab(L, m);
+    const char *word = check_cstr(L, 2, "word");
+    int id = kn_vocab_id(v, word);
+    if (id < 0) {
+        int n, *ids = tokenize(L, pool_new(L), m, word, &n);
+        if (n == 1 && ids[0] != kn_vocab_special(v, KN_TOK_UNK)) id = ids[0];
+    }
     if (id < 0) lua_pushnil(L); else lua_pushinteger(L, id);
     return 1;
 }
 
 static int m_token(lua_State *L) {
     kn_vocab *v = check_vocab(L, check_model(L, 1));
-    lua_Integer id = luaL_checkinteger(L, 2);
+    lua_Integer id = arg_int(L, 2, 0, kn_vocab_size(v), "token id");
     const char *t = kn_vocab_token(v, (int)id);
     if (!t) return luaL_error(L, "bad argument #1 to 'token' (token id %d out of range [0, %d))", (int)id, kn_vocab_size(v));
     lua_pushstring(L, t);
@@ -410,7 +456,9 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
         if (s[j].layer < 0 || s[j].layer >= m->cfg.layers)
             luaL_error(L, "intervention %d: layer %d out of range [0, %d)", j + 1, s[j].layer, m->cfg.layers);
         lua_getfield(L, top, "op");
-        const char *op = luaL_optstring(L, -1, "set");
+        char what[64];
+        snprintf(what, sizeof what, "intervention %d: op", j + 1);
+        const char *op = opt_cstr_top(L, "set", what);
         if (strcmp(op, "set") == 0) s[j].op = KN_SET;
         else if (strcmp(op, "scale") == 0) s[j].op = KN_SCALE;
         else if (strcmp(op, "add") == 0) s[j].op = KN_ADD;
@@ -441,7 +489,11 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
         lua_getfield(L, top, "pos");
         if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mask") == 0)) s[j].pos_kind = 0;
         else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0) s[j].pos_kind = 1;
-        else if (lua_isinteger(L, -1)) { s[j].pos_kind = 2; s[j].pos = (int)lua_tointeger(L, -1); }
+        else if (lua_isinteger(L, -1)) {
+            s[j].pos_kind = 2;
+            snprintf(what, sizeof what, "intervention %d: position", j + 1);
+            s[j].pos = (int)int_check(L, 0, lua_tointeger(L, -1), 0, m->cfg.max_pos, what);
+        }
         else luaL_error(L, "intervention %d: pos must be \"mask\", \"all\" or a position", j + 1);
         lua_pop(L, 2);
     }
@@ -671,7 +723,7 @@ static int m_attribute(lua_State *L) {
         o.steps = field_int(L, 3, "steps", 20, 0);
         o.batch = field_int(L, 3, "batch", 0, 0);
         lua_getfield(L, 3, "quadrature");
-        const char *q = luaL_optstring(L, -1, "left");
+        const char *q = opt_cstr_top(L, "left", "quadrature");
         int qi = kn_quadrature_parse(q);
         if (qi < 0) { return luaL_error(L, "quadrature \"%s\" is not one of left, right, midpoint, trapezoid, gauss", q); }
         o.quad = qi;
@@ -743,8 +795,8 @@ static int ranks_above(const float *s, int a, int b) { return s[a] > s[b] || (s[
 static int m_slot_top(lua_State *L) {
     kn_model *m = check_model(L, 1);
     int l = check_int(L, 2), i = check_int(L, 3);
-    lua_Integer k = luaL_optinteger(L, 4, 10);
     int V = m->cfg.vocab_size;
+    lua_Integer k = luaL_optinteger(L, 4, 10);
     if (k < 1 || k > V) return luaL_argerror(L, 4, lua_pushfstring(L, "k must be in [1, %d]", V));
     float *s = slot_scores(L, m, l, i);
     int *top = pool_alloc(L, pool_new(L), sizeof(int) * (size_t)k), n = 0;
@@ -773,10 +825,8 @@ static int m_slot_top(lua_State *L) {
 static int m_slot_rank(lua_State *L) {
     kn_model *m = check_model(L, 1);
     int l = check_int(L, 2), i = check_int(L, 3);
-    lua_Integer id = luaL_checkinteger(L, 4);
     int V = m->cfg.vocab_size;
-    if (id < 0 || id >= V)
-        return luaL_error(L, "bad argument #3 to 'slot_rank' (token id %d out of range [0, %d))", (int)id, V);
+    lua_Integer id = arg_int(L, 4, 0, V, "token id");
     float *s = slot_scores(L, m, l, i);
     lua_Integer rank = 1;
     for (int t = 0; t < V; t++) if (ranks_above(s, t, (int)id)) rank++;
@@ -787,9 +837,7 @@ static int m_slot_rank(lua_State *L) {
 
 static int m_embedding(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    if (id < 0 || id >= m->cfg.vocab_size)
-        return luaL_error(L, "bad argument #1 to 'embedding' (token id %d out of range [0, %d))", (int)id, m->cfg.vocab_size);
+    lua_Integer id = arg_int(L, 2, 0, m->cfg.vocab_size, "token id");
     int C = m->cfg.hidden;
     lua_createtable(L, C, 0);
     for (int r = 0; r < C; r++) { lua_pushnumber(L, m->w.word_emb[(int64_t)id * C + r]); lua_rawseti(L, -2, r + 1); }
@@ -820,7 +868,7 @@ static void push_edit_info(lua_State *L, const kn_edit *e) {
 static int m_edit(lua_State *L) {
     kn_model *m = check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    const char *label = luaL_optstring(L, 3, "");
+    const char *label = lua_isnoneornil(L, 3) ? "" : check_cstr(L, 3, "label");
     int n = (int)lua_rawlen(L, 2), C = m->cfg.hidden;
     if (n < 1) return luaL_error(L, "bad argument #1 to 'edit' (an edit needs at least one value slot, got 0 neurons)");
     pool *P = pool_new(L);
@@ -951,9 +999,7 @@ static int s_shape(lua_State *L) {
 
 static int s_get(lua_State *L) {
     lscores *s = check_scores(L, 1);
-    lua_Integer l = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
-    if (l < 0 || l >= s->L) return luaL_error(L, "bad argument #1 to 'get' (layer %d out of range [0, %d))", (int)l, s->L);
-    if (i < 0 || i >= s->F) return luaL_error(L, "bad argument #2 to 'get' (neuron %d out of range [0, %d))", (int)i, s->F);
+    lua_Integer l = arg_int(L, 2, 0, s->L, "layer"), i = arg_int(L, 3, 0, s->F, "neuron");
     lua_pushnumber(L, s->v[(int64_t)l * s->F + i]);
     return 1;
 }
@@ -991,8 +1037,7 @@ static int s_above(lua_State *L) {
 
 static int s_row(lua_State *L) {
     lscores *s = check_scores(L, 1);
-    lua_Integer l = luaL_checkinteger(L, 2);
-    if (l < 0 || l >= s->L) return luaL_error(L, "bad argument #1 to 'row' (layer %d out of range [0, %d))", (int)l, s->L);
+    lua_Integer l = arg_int(L, 2, 0, s->L, "layer");
     lua_createtable(L, s->F, 0);
     for (int i = 0; i < s->F; i++) { lua_pushnumber(L, s->v[(int64_t)l * s->F + i]); lua_rawseti(L, -2, i + 1); }
     return 1;
@@ -1087,14 +1132,14 @@ static int t_step(lua_State *L) {
 static int t_save_state(lua_State *L) {
     kn_trainer *t = check_trainer(L, 1);
     kn_err err;
-    if (kn_trainer_save_state(t, luaL_checkstring(L, 2), &err) != 0) return raise_err(L, &err);
+    if (kn_trainer_save_state(t, check_cstr(L, 2, "state path"), &err) != 0) return raise_err(L, &err);
     return 0;
 }
 
 static int t_load_state(lua_State *L) {
     kn_trainer *t = check_trainer(L, 1);
     kn_err err;
-    if (kn_trainer_load_state(t, luaL_checkstring(L, 2), &err) != 0) return raise_err(L, &err);
+    if (kn_trainer_load_state(t, check_cstr(L, 2, "state path"), &err) != 0) return raise_err(L, &err);
     lua_pushinteger(L, t->step);
     return 1;
 }

@@ -9,6 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
+
+const char *knwb_push_file(lua_State *L, int arg, size_t cap, const char *what, size_t *len) {
+    size_t n;
+    const char *path = luaL_checklstring(L, arg, &n);
+    if (strlen(path) != n) luaL_argerror(L, arg, lua_pushfstring(L, "path has a NUL byte at offset %d", (int)strlen(path)));
+    kn_err err;
+    char *buf = kn_read_file(path, cap, what, &n, &err);
+    if (!buf) {
+        lua_pushstring(L, err.msg);
+        lua_error(L);
+    }
+    lua_pushlstring(L, buf, n);
+    free(buf);
+    if (len) *len = n;
+    return lua_tostring(L, -1);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The null sentinel and the object marker. */
 

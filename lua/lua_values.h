@@ -52,6 +52,11 @@ typedef struct knwb_Frame {
 /* Pushes the path of f as "a.b[3].c", or "(top)" when f is NULL. */
 void knwb_path_string(lua_State *L, const knwb_Frame *f);
 
+/* The path argument at arg (a NUL byte inside is refused with its offset), read whole through
+ * kn_read_file (a regular file only, at most cap bytes; `what` names it in the size message);
+ * pushes the contents as a string. For yaml.load and json.load. */
+const char *knwb_push_file(lua_State *L, int arg, size_t cap, const char *what, size_t *len);
+
 /* The shortest of %.15g..%.17g that reads back to the same double, always with a '.' or an
  * exponent so that it reads back as a float again. */
 void knwb_format_double(char *out, size_t size, double d);

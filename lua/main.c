@@ -1,5 +1,5 @@
 /* main.c: the `knwb` command, a Lua 5.4 host in the manner of Lua's own lua.c.
- * It opens the standard libraries, preloads the C modules (knwb.core, knwb.yaml, knwb.json), puts the
+ * It opens the standard libraries, preloads the C modules (knwb.core, knwb.yaml, knwb.json, knwb.io), puts the
  * repository's lua/ folder on package.path (and a searcher that loads it under repository-relative
  * chunk names), and runs a script in protected mode with a traceback
  * handler. Errors go to stderr and give a non-zero exit status. It is not an interactive REPL. */
@@ -18,6 +18,9 @@
 int luaopen_knwb_core(lua_State *L);
 int luaopen_knwb_yaml(lua_State *L);
 int luaopen_knwb_json(lua_State *L);
+int luaopen_knwb_mpi(lua_State *L);
+void knwb_mpi_exit(int status);
+int luaopen_knwb_io(lua_State *L);
 
 static const char *progname = "knwb";
 
@@ -174,6 +177,8 @@ static int pmain(lua_State *L) {
     preload(L, "knwb.core", luaopen_knwb_core);
     preload(L, "knwb.yaml", luaopen_knwb_yaml);
     preload(L, "knwb.json", luaopen_knwb_json);
+    preload(L, "knwb.mpi", luaopen_knwb_mpi);
+    preload(L, "knwb.io", luaopen_knwb_io);
     lua_pushstring(L, KNWB_VERSION);
     lua_setglobal(L, "KNWB_VERSION");
 
@@ -227,5 +232,7 @@ int main(int argc, char **argv) {
     int status = lua_pcall(L, 1, 0, 0);
     report(L, status);
     lua_close(L);
-    return status == LUA_OK ? job.status : 1;
+    int rc = status == LUA_OK ? job.status : 1;
+    knwb_mpi_exit(rc);  /* under mpirun a failed rank ends the job rather than leaving others waiting */
+    return rc;
 }

@@ -165,7 +165,6 @@ typedef struct Loader {
     yaml_parser_t parser;
     yaml_event_t event;
     int parser_live, event_live;
-    FILE *file;
     const char *name;        /* the chunk name, anchored on the Lua stack */
     const char *input;       /* the text, anchored on the Lua stack */
     size_t input_len;
@@ -175,9 +174,7 @@ typedef struct Loader {
 static void loader_release(Loader *ld) {
     if (ld->event_live) yaml_event_delete(&ld->event);
     if (ld->parser_live) yaml_parser_delete(&ld->parser);
-    if (ld->file) fclose(ld->file);
     ld->event_live = ld->parser_live = 0;
-    ld->file = NULL;
 }
 
 static int loader_gc(lua_State *L) {
@@ -450,33 +447,14 @@ static Loader *new_loader(lua_State *L) {
     return ld;
 }
 
-/* yaml.load(path) -> data, marks, keymarks */
+/* yaml.load(path) -> data, marks, keymarks. The file is read through kn_read_file: a FIFO or a
+ * device is refused before anything blocks, and a file over YAML_MAX_BYTES is refused. */
+#define YAML_MAX_BYTES ((size_t)64 << 20)
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    Loader *ld = new_loader(L);
-    luaL_Buffer b;
-    size_t n;
-    ld->file = fopen(path, "rb");
-    if (ld->file == NULL) {
-        lua_pushfstring(L, "%s: cannot open: %s", path, strerror(errno));
-        return lua_error(L);
-    }
-    luaL_buffinit(L, &b);
-    do {
-        char *p = luaL_prepbuffer(&b);
-        n = fread(p, 1, LUAL_BUFFERSIZE, ld->file);
-        luaL_addsize(&b, n);
-    } while (n == LUAL_BUFFERSIZE);
-    if (ferror(ld->file)) {
-        int e = errno;
-        loader_release(ld);
-        lua_pushfstring(L, "%s: cannot read: %s", path, strerror(e));
-        return lua_error(L);
-    }
-    fclose(ld->file);
-    ld->file = NULL;
-    luaL_pushresult(&b);
-    return load_text(L, ld, lua_gettop(L), path);
+    knwb_push_file(L, 1, YAML_MAX_BYTES, "a YAML file", NULL);
+    int text = lua_gettop(L);
+    return load_text(L, new_loader(L), text, path);
 }
 
 /* yaml.loads(text [, name]) -> data, marks, keymarks */

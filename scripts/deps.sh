@@ -3,11 +3,11 @@
 # Called by `make` before the first build. As root it installs what is missing with apt-get
 # (non-interactive); otherwise it prints the exact command to run and fails.
 set -e
-need="gcc make pkg-config liblua5.4-dev libopenblas-dev libyaml-dev libjansson-dev"
+need="gcc make pkg-config clang-14 libclang-rt-14-dev liblua5.4-dev libopenblas-dev libyaml-dev libjansson-dev libpcre2-dev libopenmpi-dev openmpi-bin"
 # extra packages for a target (e.g. `deps.sh data` for the fact builder's sources)
 case "${1:-}" in
   data) need="$need unicode-cldr-core wordnet-base iso-codes tzdata" ;;
-  ref)  need="$need python3-torch python3-numpy" ;;
+  ref)  need="$need python3-torch python3-numpy python3-regex" ;;
 esac
 missing=""
 for p in $need; do

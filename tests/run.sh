@@ -3,7 +3,8 @@
 # C tests run twice: the normal build and the AddressSanitizer + UBSan build (build/asan/).
 # Lua tests (tests/lua/test_*.lua) run under ./knwb, then again under build/asan/knwb (leaks
 # and undefined behaviour in the bindings fail them). Each program's full output is kept in
-# build/test-logs/ and shown when it fails.
+# build/test-logs/ and shown when it fails. The libFuzzer harnesses (build/fuzz/fuzz_*, ASan +
+# UBSan) replay their seeds and mutate for FUZZ_SMOKE seconds each (default 3): two checks each.
 cd "$(dirname "$0")/.." || exit 1
 logs=build/test-logs
 mkdir -p "$logs"
@@ -35,6 +36,7 @@ for t in build/tests/test_*; do [ -x "$t" ] && run_one "c/$(basename "$t")" "$t"
 for t in build/asan/tests/test_*; do [ -x "$t" ] && run_one "asan/$(basename "$t")" "$t"; done
 for t in tests/lua/test_*.lua; do [ -f "$t" ] && run_one "lua/$(basename "$t" .lua)" ./knwb "$t"; done
 for t in tests/lua/test_*.lua; do [ -f "$t" ] && run_one "lua-asan/$(basename "$t" .lua)" build/asan/knwb "$t"; done
+for t in build/fuzz/fuzz_*; do [ -x "$t" ] && run_one "fuzz/$(basename "$t")" sh tests/fuzz/run.sh "$(basename "$t")" smoke "${FUZZ_SMOKE:-3}"; done
 
 echo
 [ -n "$broken" ] && echo "broken:$broken"

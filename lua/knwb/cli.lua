@@ -23,19 +23,33 @@ local config = require "knwb.config"
 local cli = {}
 
 local BUILTIN = {
-  { name = "set", arg = "KEY=VALUE", many = true,
-    doc = "override a config key (repeatable); VALUE is read as YAML: --set attribution.steps=50" },
+  { name = "set", arg = "KEY=VALUE", many = true, needs_schema = true,
+    doc = "override a config key (repeatable); VALUE is read as YAML" },
   { name = "out", arg = "DIR", doc = "run directory (default: runs/NAME-YYYYmmdd-HHMMSS)" },
   { name = "help", doc = "show this help and exit" },
 }
 
+-- Scripts whose config has an attribution section can split it over Slurm array tasks.
+local SHARDING = {
+  { name = "shard", arg = "K/N",
+    doc = "attribute only slice K of N of the facts into the shared attribution store and stop (Slurm job arrays; "
+      .. "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT do the same); then run without --shard, or with --merge" },
+  { name = "merge", doc = "use only scores already in the attribution store (after --shard runs): fail, naming what is missing, rather than compute" },
+}
+
+local function shardable(spec)
+  return spec.schema and spec.schema.fields and spec.schema.fields.attribution ~= nil
+end
+
 local function all_flags(spec)
   local flags, by_name = {}, {}
-  for _, list in ipairs { BUILTIN, spec.flags or {} } do
+  for _, list in ipairs { BUILTIN, shardable(spec) and SHARDING or {}, spec.flags or {} } do
     for _, f in ipairs(list) do
+      if f.needs_schema and not spec.schema then goto continue end
       if by_name[f.name] then error(("cli: flag --%s is declared twice"):format(f.name), 3) end
       by_name[f.name] = f
       flags[#flags + 1] = f
+      ::continue::
     end
   end
   table.sort(flags, function(a, b) return a.name < b.name end)
@@ -66,6 +80,49 @@ local function default_config(spec)
   return spec.config
 end
 
+-- The schema node at a dotted key path of records, or nil.
+local function node_at(schema, key)
+  local node = schema
+  for seg in key:gmatch("[^.]+") do
+    if type(node) ~= "table" or node.type ~= "record" or type(node.fields) ~= "table" then return nil end
+    node = node.fields[seg]
+  end
+  return node
+end
+
+-- An override that this script's schema has, for the help text: attribution.steps when there is
+-- one, else the first number or integer key (sorted) with its default.
+local function example_override(schema)
+  if node_at(schema, "attribution.steps") then return "attribution.steps=50" end
+  local best
+  local function walk(node, path)
+    if type(node) ~= "table" then return end
+    if node.type == "record" and type(node.fields) == "table" then
+      local names = {}
+      for k in pairs(node.fields) do names[#names + 1] = k end
+      table.sort(names)
+      for _, k in ipairs(names) do walk(node.fields[k], path == "" and k or path .. "." .. k) end
+    elseif (node.type == "integer" or node.type == "number") and node.default ~= nil and not best then
+      best = ("%s=%s"):format(path, tostring(node.default))
+    end
+  end
+  walk(schema, "")
+  return best
+end
+
+-- A list key given one bare value (--set facts.relations=P36) means a list of that one value;
+-- "P36,P17" a list of both. Other values are passed on as written.
+local function list_override(schema, text)
+  local key, raw = text:match("^([%w_%.%-]+)=(.*)$")
+  if not key then return text end
+  local node = node_at(schema, key)
+  if not node or node.type ~= "list" then return text end
+  local v = raw:match("^%s*(.-)%s*$")
+  if v == "" or v:match("^[%[{]") or v == "null" or v == "~" then return text end
+  return key .. "=[" .. v .. "]"
+end
+cli.list_override = list_override
+
 -- cli.usage(spec [, args]) -> the --help text
 function cli.usage(spec, args)
   local flags = all_flags(spec)
@@ -83,6 +140,11 @@ function cli.usage(spec, args)
   for _, f in ipairs(flags) do
     local doc = f.doc or ""
     if f.name == "out" and spec.name then doc = doc:gsub("NAME", spec.name) end
+    if f.name == "set" then
+      local ex = example_override(spec.schema)
+      if ex then doc = doc .. ": --set " .. ex end
+      if node_at(spec.schema, "facts.relations") then doc = doc .. "; a list takes one value too: --set facts.relations=P36" end
+    end
     rows[#rows + 1] = { flag_text(f), doc }
   end
   local width = 0
@@ -158,9 +220,14 @@ function cli.try(args, spec)
   end
   if opts.help or not spec.schema then return opts end
   opts.config = opts.config or default_config(spec)
+  for k, text in ipairs(opts.set) do opts.set[k] = list_override(spec.schema, text) end
   local ok, cfg = pcall(config.load, opts.config, spec.schema, opts.set)
   if not ok then return nil, tostring(cfg) end
   opts.cfg = cfg
+  if shardable(spec) then
+    local ok2, err = pcall(require("knwb.shard").configure, { shard = opts.shard, merge = opts.merge, cache = cfg.attribution.cache })
+    if not ok2 then return nil, tostring(err) end
+  end
   return opts
 end
 

@@ -35,7 +35,12 @@
 local yaml = require "knwb.yaml"
 local json = require "knwb.json"
 
+local kio = require "knwb.io"
+
 local config = {}
+
+-- The largest config file read (configs are a few kB; this refuses a wrong file quickly).
+config.MAX_BYTES = 4 * 1024 * 1024
 
 local null = yaml.null
 
@@ -270,7 +275,10 @@ function KINDS.integer(ctx, node, v, path)
 end
 
 function KINDS.number(ctx, node, v, path)
-  if type(v) ~= "number" or v ~= v or not check_range(node, v) then
+  if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+    return report(ctx, path, ("expected %s, got %s (infinities and NaN are never a setting)"):format(expectation(node), show(v)))
+  end
+  if type(v) ~= "number" or not check_range(node, v) then
     return report(ctx, path, ("expected %s, got %s"):format(expectation(node), show(v)))
   end
   return v + 0.0
@@ -280,6 +288,11 @@ function KINDS.string(ctx, node, v, path)
   if type(v) ~= "string" then
     local hint = (type(v) == "number" or type(v) == "boolean") and (" (quote it to make it a string: \"%s\")"):format(inline(v)) or ""
     return report(ctx, path, ("expected %s, got %s%s"):format(expectation(node), show(v), hint))
+  end
+  local nul = v:find("\0", 1, true)
+  if nul then
+    -- a string goes on to C (a path, a prompt) where a NUL would silently cut it
+    return report(ctx, path, ("%s has a NUL byte at offset %d; strings may not hold NUL"):format(show(v), nul - 1))
   end
   return v
 end
@@ -531,7 +544,8 @@ function config.load(path, schema, overrides)
   local data, marks, keymarks = {}, {}, {}
   local file = path or "(defaults)"
   if path then
-    data, marks, keymarks = yaml.load(path)
+    local text = kio.read_file(path, config.MAX_BYTES, "a config file")
+    data, marks, keymarks = yaml.loads(text, path)
     if data == nil or data == null then
       data = {}
     elseif type(data) ~= "table" or (next(data) ~= nil and is_array(data)) then

@@ -10,8 +10,12 @@ local facts = require "knwb.facts"
 local progress = require "knwb.progress"
 local refine = require "knwb.refine"
 local json = require "knwb.json"
+local kio = require "knwb.io"
 
 local N = {}
+
+-- The largest neurons.jsonl (and .meta.json) read.
+N.MAX_BYTES = 1024 * 1024 * 1024
 
 --- Prepares a fact set for a model: single-token objects only, relations with enough
 --- templates, at most max_facts facts each. Errors on an empty result.
@@ -48,6 +52,11 @@ N.items_of = items_of
 function N.compute(model, set, cfg)
   local a, rf = cfg.attribution, cfg.refine
   local store = attribution.open(a.cache, model)
+  -- under mpirun the prompts are attributed by every rank first (the other ranks end there)
+  local shard = require "knwb.shard"
+  if shard.slice then shard.run_slice(model, set, cfg, items_of) end  -- a --shard task ends there
+  shard.check_merge(model, store, set, cfg, items_of)
+  if shard.active() then store = shard.distribute(model, set, cfg, store, items_of) end
   local total = 0
   for _, r in ipairs(set.relations) do
     for _, f in ipairs(r.facts) do total = total + #facts.prompts(r, f, cfg.facts.split) end
@@ -88,33 +97,66 @@ function N.compute(model, set, cfg)
   bar:done()
   for l = 1, nlayers do deltas[l] = nprompts > 0 and deltas[l] / nprompts or 0 end
   return records, { prompts = nprompts, cache_hits = store.hits, computed = store.misses,
-    cache_dropped = store.dropped, mean_abs_delta = deltas, degenerate_prompts = degenerate }
+    cache_dropped = store.dropped, cache_recomputed = store.recomputed, mean_abs_delta = deltas,
+    degenerate_prompts = degenerate }
 end
 
 --- N.read(path) -> records from a neurons.jsonl written by attribute.lua.
+--- Every line must be a JSON object with relation, subject and object strings and kn and
+--- baseline lists of {layer, neuron} integer pairs; an error names path:line and the key.
 function N.read(path)
-  local f, err = io.open(path, "r")
-  if not f then error(string.format("%s: cannot read knowledge neurons (%s)", path, err), 0) end
+  local ok, text = pcall(kio.read_file, path, N.MAX_BYTES, "a neurons file")
+  if not ok then error(("%s (cannot read knowledge neurons)"):format(tostring(text)), 0) end
   local out, n = {}, 0
-  for line in f:lines() do
+  for line in text:gmatch("([^\n]*)\n?") do
     n = n + 1
-    if line:find("%S") then out[#out + 1] = json.decode(line, path .. ":" .. n) end
+    if line:find("%S") then
+      local where = path .. ":" .. n
+      local okd, r = pcall(json.decode, line, where)
+      if not okd then
+        r = tostring(r)
+        error(r:sub(1, #where) == where and r or where .. ": " .. r, 0)
+      end
+      if type(r) ~= "table" or r[1] ~= nil then error(where .. ": expected a JSON object (a fact's record)", 0) end
+      for _, k in ipairs { "relation", "subject", "object" } do
+        if type(r[k]) ~= "string" then error(("%s: key %q: expected a string, got %s"):format(where, k, type(r[k])), 0) end
+      end
+      for _, k in ipairs { "kn", "baseline" } do
+        local list = r[k]
+        if list ~= nil then
+          if type(list) ~= "table" then error(("%s: key %q: expected a list of [layer, neuron], got %s"):format(where, k, type(list)), 0) end
+          for i, ne in ipairs(list) do
+            if type(ne) ~= "table" or math.type(ne[1]) ~= "integer" or math.type(ne[2]) ~= "integer" or ne[1] < 0 or ne[2] < 0 then
+              error(("%s: key %q: item %d: expected [layer, neuron], two integers >= 0"):format(where, k, i), 0)
+            end
+          end
+        end
+      end
+      out[#out + 1] = r
+    end
   end
-  f:close()
   return out
 end
 
 --- N.write(path, records, model) writes neurons.jsonl and, beside it, <path>.meta.json naming
---- the model's weights hash, so a later reader can tell whether the neurons belong to its model.
+--- the model's weights hash, so a later reader can tell whether the neurons belong to its model,
+--- and the checksum of neurons.jsonl, so that a pair left by a killed write (new neurons, old
+--- meta) is never taken for a match. Each file is written atomically (knwb.io).
 function N.write(path, records, model, extra)
-  local f = assert(io.open(path, "w"))
-  for _, r in ipairs(records) do f:write(json.encode_line(r), "\n") end
-  f:close()
+  local lines = {}
+  for i, r in ipairs(records) do lines[i] = json.encode_line(r) .. "\n" end
+  local text = table.concat(lines)
   local meta = { model_sha256 = attribution.model_hash(model), facts = #records }
   for k, v in pairs(extra or {}) do meta[k] = v end
-  local m = assert(io.open(path .. ".meta.json", "w"))
-  m:write(json.encode(meta, { indent = 2 }), "\n")
-  m:close()
+  meta.neurons_checksum = kio.checksum(text)
+  -- a .meta.json of an older knwb has no checksum to catch a cut-short pair: it goes first
+  local mpath = path .. ".meta.json"
+  if kio.stat(mpath) == "file" then
+    local ok, old = pcall(json.decode, kio.read_file(mpath, N.MAX_BYTES, "a neurons .meta.json"), mpath)
+    if not ok or type(old) ~= "table" or old.neurons_checksum == nil then os.remove(mpath) end
+  end
+  kio.write_file_atomic(path, text)
+  kio.write_file_atomic(mpath, json.encode(meta, { indent = 2 }) .. "\n")
 end
 
 --- N.load_or_compute(model, set, cfg, path) -> records, source. Reads stored neurons from path
@@ -123,11 +165,17 @@ end
 --- (relation, subject, object); facts missing from the file are computed.
 function N.load_or_compute(model, set, cfg, path)
   if path and path ~= "" then
-    local mf = io.open(path .. ".meta.json", "r")
-    local meta = mf and json.decode(mf:read("a"), path .. ".meta.json")
-    if mf then mf:close() end
+    local meta
+    if kio.stat(path .. ".meta.json") ~= nil then
+      local mpath = path .. ".meta.json"
+      meta = json.decode(kio.read_file(mpath, N.MAX_BYTES, "a neurons .meta.json"), mpath)
+      if type(meta) ~= "table" then error(mpath .. ": expected a JSON object", 0) end
+    end
     local hash = attribution.model_hash(model)
-    if meta and meta.model_sha256 == hash then
+    local text = meta and meta.model_sha256 == hash and kio.stat(path) ~= nil and kio.read_file(path, N.MAX_BYTES, "a neurons file")
+    if text and meta.neurons_checksum ~= nil and meta.neurons_checksum ~= kio.checksum(text) then
+      io.stderr:write(string.format("neurons: %s does not match the checksum in its .meta.json (a write cut short?); computing\n", path))
+    elseif text then
       local stored = {}
       for _, r in ipairs(N.read(path)) do stored[r.relation .. "\t" .. r.subject .. "\t" .. r.object] = r end
       local out, missing = {}, false
@@ -141,7 +189,7 @@ function N.load_or_compute(model, set, cfg, path)
       end
       if not missing then return out, path end
       io.stderr:write(string.format("neurons: %s lacks some facts of this set; computing them\n", path))
-    elseif meta or io.open(path, "r") then
+    elseif meta or kio.stat(path) ~= nil then
       io.stderr:write(string.format("neurons: %s belongs to another model (or has no .meta.json); computing\n", path))
     end
   end

@@ -7,7 +7,8 @@
 -- Lines look like "attribute  123/1000  12.3%  4.56 prompts/s  ETA 3m12s" (without a total:
 -- "pretrain  1234 steps  45.6 steps/s  elapsed 1m02s"). The mode comes from KNWB_PROGRESS:
 --   tty    redraw one line with \r, at most twice a second
---   plain  a new line at most every 5 s, plus the final one (logs, pipes, CI)
+--   plain  the first line after 1 s (so an ETA shows from the start), then a new line at most
+--          every 5 s, plus the final one (logs, pipes, CI)
 --   off    nothing
 -- Unset, it is tty when stderr is a terminal and plain otherwise. Progress never goes to stdout,
 -- which stays for a script's results. It is not a logger.
@@ -57,22 +58,26 @@ end
 local Progress = {}
 Progress.__index = Progress
 
--- progress.new(label, total [, {unit=, mode=, interval=, out=, clock=}]) -> bar
--- total may be nil when the count is not known in advance.
+-- progress.new(label, total [, {unit=, mode=, interval=, out=, clock=, after=, after_label=}]) -> bar
+-- total may be nil when the count is not known in advance. after: an estimate of the work that
+-- follows this bar in the same run, in this bar's units (a later stage that gets its own bar);
+-- the ETA then adds "(+ after_label ~T)", so the whole run's remaining time shows from the start.
 function progress.new(label, total, opts)
   opts = opts or {}
   assert(type(label) == "string", "progress.new: label must be a string")
   assert(total == nil or (math.type(total) == "integer" and total >= 0), "progress.new: total must be an integer >= 0 or nil")
-  local mode = opts.mode or detect_mode()
+  -- progress.silent: set on MPI worker ranks, so that only rank 0 reports
+  local mode = progress.silent and "off" or opts.mode or detect_mode()
   local clock = opts.clock or default_clock()
   local now = clock()
   local self = setmetatable({
     label = label, total = total, n = 0, unit = opts.unit or "items", mode = mode,
     interval = opts.interval or INTERVAL[mode] or 1, out = opts.out or io.stderr, clock = clock,
-    t0 = now, finished = false,
+    t0 = now, finished = false, after = opts.after, after_label = opts.after_label or "then",
   }, Progress)
-  -- A terminal shows the bar at once; a log gets its first line after one interval.
-  self.last = mode == "tty" and now - self.interval or now
+  -- A terminal shows the bar at once; a log gets its first line after a second (an ETA needs a
+  -- rate), then one per interval.
+  self.last = mode == "tty" and now - self.interval or now - self.interval + math.min(1, self.interval)
   return self
 end
 
@@ -91,6 +96,9 @@ function Progress:line(now, final)
     parts[#parts + 1] = "took " .. duration(elapsed)
   elseif self.total and rate > 0 then
     parts[#parts + 1] = "ETA " .. duration(math.max(0, self.total - self.n) / rate)
+    if self.after and self.after > 0 then
+      parts[#parts] = parts[#parts] .. (" (+ %s ~%s)"):format(self.after_label, duration(self.after / rate))
+    end
   elseif not self.total then
     parts[#parts + 1] = "elapsed " .. duration(elapsed)
   end

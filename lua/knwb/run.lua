@@ -8,12 +8,14 @@
 --   r:table("summary", { "relation", "change" }, rows)             -- summary.tsv + summary.md
 --   r:write("plots/layers.svg", svg_text)
 --
--- Files are written whole to a temporary name and renamed, so a run killed half way never leaves
--- a truncated result; JSON Lines are flushed line by line so a resumed run can read what is done
--- (r:read_jsonl). Reusing an existing --out directory is allowed: that is how a run resumes.
+-- Files are written whole to a unique temporary name (".NAME.knwb-tmp-XXXXXX": fsync'ed, checked,
+-- renamed over NAME; knwb.io), so a run killed half way leaves the old file or the new one, never
+-- a truncated result, and a leftover temporary file is never read; JSON Lines are appended line
+-- by line (each line all or nothing) so a resumed run can read what is done (r:read_jsonl). Reusing an existing --out directory is allowed: that is how a run resumes.
 -- It is not a database and does not lock: one process per run directory.
 local json = require "knwb.json"
 local config = require "knwb.config"
+local kio = require "knwb.io"
 
 local run = {}
 
@@ -23,13 +25,16 @@ function run.shell_quote(s)
 end
 local q = run.shell_quote
 
+-- The largest run file read back (r:read_jsonl).
+run.MAX_READ_BYTES = 1024 * 1024 * 1024
+
 local function exists(path)
-  return os.rename(path, path) ~= nil
+  return kio.stat(path) ~= nil
 end
 
 local function mkdir_p(dir)
-  local ok = os.execute("mkdir -p -- " .. q(dir))
-  if not ok then error(("run: cannot create directory %s"):format(dir), 3) end
+  local ok, err = pcall(kio.mkdirs, dir)
+  if not ok then error(("run: cannot create directory %s: %s"):format(dir, tostring(err)), 3) end
 end
 
 local function dirname(path)
@@ -43,6 +48,12 @@ Run.__index = Run
 -- Without out, the directory is ROOT/NAME-YYYYmmdd-HHMMSS (with -2, -3... if taken).
 function run.new(opts)
   opts = opts or {}
+  -- An MPI worker rank writes no run directory (rank 0 writes the one run directory): it gets a
+  -- scratch folder that knwb.shard removes when the worker leaves.
+  local shard = require "knwb.shard"
+  if shard.worker() then
+    return setmetatable({ dir = shard.scratch_dir(), experiment = opts.experiment }, Run)
+  end
   local dir = opts.out
   if not dir then
     local name = opts.experiment or (arg and arg[0] and arg[0]:match("([^/]+)%.lua$")) or "run"
@@ -78,17 +89,9 @@ function Run:write(name, text)
   local path = self:path(name)
   local parent = dirname(path)
   if parent and not exists(parent) then mkdir_p(parent) end
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error(("run: cannot write %s: %s"):format(path, err), 2) end
-  local ok, werr = f:write(text)
-  f:close()
-  if not ok then
-    os.remove(tmp)
-    error(("run: cannot write %s: %s"):format(path, werr), 2)
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then error(("run: cannot write %s: %s"):format(path, rerr), 2) end
+  if type(text) ~= "string" then error(("run: %s: expected the file's text, got %s"):format(path, type(text)), 2) end
+  local ok, err = pcall(kio.write_file_atomic, path, text)
+  if not ok then error(("run: cannot write %s: %s"):format(path, tostring(err)), 2) end
   return path
 end
 
@@ -110,44 +113,41 @@ Lines.__index = Lines
 -- A last line without its newline (a run killed while writing it) is cut off, so that lines
 -- appended after it stay whole.
 local function drop_partial_line(path)
-  local f = io.open(path, "rb")
-  if not f then return end
-  local text = f:read("a")
-  f:close()
+  if not exists(path) then return end
+  local text = kio.read_file(path, run.MAX_READ_BYTES, "a run file")
   if #text == 0 or text:sub(-1) == "\n" then return end
   local keep = text:match("^(.*\n)") or ""
-  local w, err = io.open(path, "wb")
-  if not w then error(("run: cannot rewrite %s: %s"):format(path, err), 3) end
-  w:write(keep)
-  w:close()
+  local ok, err = pcall(kio.write_file_atomic, path, keep)
+  if not ok then error(("run: cannot rewrite %s: %s"):format(path, tostring(err)), 3) end
 end
 
 -- r:jsonl(name [, mode]) -> writer with :write(value) and :close(); mode "a" (default, appends:
--- resuming keeps earlier lines, and drops a cut-off last line) or "w". Each line is flushed as
--- written.
+-- resuming keeps earlier lines, and drops a cut-off last line) or "w" (starts empty). Each line
+-- is appended whole as written (a failed append leaves the file as it was).
 function Run:jsonl(name, mode)
   local path = self:path(name)
+  mode = mode or "a"
+  if mode ~= "a" and mode ~= "w" then error(("run: jsonl mode must be \"a\" or \"w\", got %s"):format(tostring(mode)), 2) end
   local parent = dirname(path)
   if parent and not exists(parent) then mkdir_p(parent) end
-  if (mode or "a") == "a" then drop_partial_line(path) end
-  local f, err = io.open(path, mode or "a")
-  if not f then error(("run: cannot open %s: %s"):format(path, err), 2) end
-  return setmetatable({ file = f, path = path, count = 0 }, Lines)
+  if mode == "a" then
+    drop_partial_line(path)
+  else
+    local ok, err = pcall(kio.write_file_atomic, path, "")
+    if not ok then error(("run: cannot open %s: %s"):format(path, tostring(err)), 2) end
+  end
+  return setmetatable({ open = true, path = path, count = 0 }, Lines)
 end
 
 function Lines:write(value)
-  if not self.file then error(("run: %s is closed"):format(self.path), 2) end
-  local ok, err = self.file:write(json.encode_line(value), "\n")
-  if not ok then error(("run: cannot write %s: %s"):format(self.path, err), 2) end
-  self.file:flush()
+  if not self.open then error(("run: %s is closed"):format(self.path), 2) end
+  local ok, err = pcall(kio.append, self.path, json.encode_line(value) .. "\n")
+  if not ok then error(("run: cannot write %s: %s"):format(self.path, tostring(err)), 2) end
   self.count = self.count + 1
 end
 
 function Lines:close()
-  if self.file then
-    self.file:close()
-    self.file = nil
-  end
+  self.open = false
 end
 
 Lines.__close = Lines.close
@@ -157,10 +157,8 @@ Lines.__gc = Lines.close
 -- its newline was cut off by an interrupted run and is dropped.
 function Run:read_jsonl(name)
   local path = self:path(name)
-  local f = io.open(path, "rb")
-  if not f then return {} end
-  local text = f:read("a")
-  f:close()
+  if not exists(path) then return {} end
+  local text = kio.read_file(path, run.MAX_READ_BYTES, "a run file")
   local out, lineno = {}, 0
   for line, nl in text:gmatch("([^\n]*)(\n?)") do
     if nl == "" and line == "" then break end
@@ -259,6 +257,9 @@ function Run:provenance(info)
     environment = env,
     lua = _VERSION,
     experiment = self.experiment,
+    -- MPI ranks that shared the work (the run directory is otherwise the same for any number)
+    ranks = select(2, require("knwb.shard").start()),
+    host = require("knwb.mpi").host(),
   }
   for k, v in pairs(info or {}) do p[k] = v end
   return self:write_json("provenance.json", p)
@@ -266,9 +267,10 @@ end
 
 -- run.sha256_file(path) -> hex digest
 function run.sha256_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then error(("sha256: cannot read %s: %s"):format(path, err), 2) end
-  f:close()
+  local kind, err = kio.stat(path)
+  if kind ~= "file" then
+    error(("sha256: cannot read %s: %s"):format(path, kind and "not a regular file" or err), 2)
+  end
   local out = capture("sha256sum -b -- " .. q(path) .. " 2>&1")
   local digest = out and out:match("^(%x+) ")
   if not digest or #digest ~= 64 then

@@ -68,12 +68,13 @@ local function decimals(step)
   return d
 end
 
--- A linear axis from lo to hi (which include 0, since bars grow from it).
-local function linear_axis(lo, hi, percent)
+-- A linear axis from lo to hi (which include 0, since bars grow from it). pad: the share of the
+-- range added beyond the bar ends as headroom for value labels (default 0.08).
+local function linear_axis(lo, hi, percent, pad_share)
   lo, hi = math.min(lo, 0), math.max(hi, 0)
   if lo == hi then hi = 1 end
   -- Headroom for the value labels at the bar ends.
-  local pad = (hi - lo) * 0.08
+  local pad = (hi - lo) * (pad_share or 0.08)
   if hi > 0 then hi = hi + pad end
   if lo < 0 then lo = lo - pad end
   local step = nice_step(hi - lo, 5)
@@ -88,22 +89,37 @@ local function linear_axis(lo, hi, percent)
   return { lo = a * step, hi = b * step, ticks = ticks, map = function(v) return v end, base = 0 }
 end
 
-local function decade_label(k)
-  if k >= 0 and k <= 6 then return ("%d"):format(math.floor(10 ^ k + 0.5)) end
-  if k < 0 and k >= -4 then return ("%." .. -k .. "f"):format(10 ^ k) end
-  return ("1e%d"):format(k)
+-- The text of m x 10^k (m = 1, 2 or 5) as a tick label: 0.02, 5, 200, 1e7.
+local function log_label(m, k)
+  if k >= 0 and k <= 6 then return ("%d"):format(math.floor(m * 10 ^ k + 0.5)) end
+  if k < 0 and k >= -4 then return ("%." .. -k .. "f"):format(m * 10 ^ k) end
+  return ("%de%d"):format(m, k)
 end
 
-local function log_axis(lo, hi)
-  local a, b = math.floor(math.log(lo, 10)), math.ceil(math.log(hi, 10))
+-- A log axis over whole decades around [lo, hi], with pad_share of the span (in decades) added
+-- above hi as headroom for value labels. Over at most 3 decades the ticks at 1, 2 and 5 of each
+-- decade are labelled (so a range like 1.8-6.2 shows 1, 2, 5, 10), beyond that every decade;
+-- minor lines at 2..9 of each decade.
+local function log_axis(lo, hi, pad_share)
+  local llo, lhi = math.log(lo, 10), math.log(hi, 10)
+  lhi = lhi + (pad_share or 0) * math.max(lhi - llo, 0.3)
+  local a, b = math.floor(llo), math.ceil(lhi - 1e-9)
   if a == b then b = a + 1 end
   local ticks, minor = {}, {}
+  local fine = b - a <= 3
   for k = a, b do
-    ticks[#ticks + 1] = { value = k, label = decade_label(k) }
+    ticks[#ticks + 1] = { value = k, label = log_label(1, k) }
     if k < b then
-      for m = 2, 9 do minor[#minor + 1] = k + math.log(m, 10) end
+      for m = 2, 9 do
+        if fine and (m == 2 or m == 5) then
+          ticks[#ticks + 1] = { value = k + math.log(m, 10), label = log_label(m, k) }
+        else
+          minor[#minor + 1] = k + math.log(m, 10)
+        end
+      end
     end
   end
+  table.sort(ticks, function(x, y) return x.value < y.value end)
   return { lo = a, hi = b, ticks = ticks, minor = minor, map = function(v) return math.log(v, 10) end, base = a }
 end
 
@@ -234,44 +250,95 @@ local function chart(spec, who, style)
       if finite(v) then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
     end
   end
-  local axis
-  if spec.log then
-    axis = log_axis(lo or 1, hi or 10)
-  else
-    axis = linear_axis(lo or 0, hi or 1, spec.percent)
+  local function make_axis(pad)
+    if spec.log then return log_axis(lo or 1, hi or 10, pad) end
+    return linear_axis(lo or 0, hi or 1, spec.percent, pad)
   end
 
-  -- Layout.
-  local group_px = math.max(style.min_group or 36, nser * 20 + 14)
-  local W = spec.width or math.max(480, math.min(1200, 130 + ncat * group_px))
-  local H = spec.height or 380
-  local tick_w = 0
-  for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
-  local left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
-  local right = 16
-  local rows = nser > 1 and legend_rows(series, W) or {}
-  local top = 14 + (spec.title and 26 or 0) + 22 * #rows
-  local band = (W - left - right) / ncat
-  local labels, label_w = {}, 0
-  for j, c in ipairs(cats) do
-    labels[j] = shorten(c, 28)
-    label_w = math.max(label_w, text_width(labels[j], 11))
-  end
-  local rotate = label_w > band - 6
-  if rotate then
-    -- A slanted label reaches left of its bar by about cos(40°) of its length.
-    local reach = label_w * 0.77 - band / 2 + 6
-    if reach > left then
-      left = reach
-      band = (W - left - right) / ncat
+  -- The value labels' texts, and the widest at a font size.
+  local texts = {}
+  for _, s in ipairs(series) do
+    for j = 1, ncat do
+      if finite(s.values[j]) then texts[#texts + 1] = format_value(s.values[j], spec.percent) end
     end
   end
-  local bottom = 14 + (spec.xlabel and 22 or 0) + (rotate and label_w * 0.64 + 14 or 20)
-  local plot_h = H - top - bottom
-  if plot_h < 80 then
-    H = H + (80 - plot_h)
-    plot_h = 80
+  local function widest(size)
+    local w = 0
+    for _, t in ipairs(texts) do w = math.max(w, text_width(t, size)) end
+    return w
   end
+  local fill = style.fill or 0.8
+
+  -- Layout for an axis: the plot's box and the category labels.
+  local function layout(axis, W)
+    local g = { W = W, H = spec.height or 380 }
+    local tick_w = 0
+    for _, t in ipairs(axis.ticks) do tick_w = math.max(tick_w, text_width(t.label, 11)) end
+    g.tick_w = tick_w
+    g.left = 14 + (spec.ylabel and 22 or 0) + tick_w + 8
+    g.right = 16
+    g.rows = nser > 1 and legend_rows(series, W) or {}
+    g.top = 14 + (spec.title and 26 or 0) + 22 * #g.rows
+    g.band = (W - g.left - g.right) / ncat
+    local labels, label_w = {}, 0
+    for j, c in ipairs(cats) do
+      labels[j] = shorten(c, 28)
+      label_w = math.max(label_w, text_width(labels[j], 11))
+    end
+    g.labels = labels
+    g.rotate = label_w > g.band - 6
+    if g.rotate then
+      -- A slanted label reaches left of its bar by about cos(40°) of its length.
+      local reach = label_w * 0.77 - g.band / 2 + 6
+      if reach > g.left then
+        g.left = reach
+        g.band = (W - g.left - g.right) / ncat
+      end
+    end
+    g.bottom = 14 + (spec.xlabel and 22 or 0) + (g.rotate and label_w * 0.64 + 14 or 20)
+    g.plot_h = g.H - g.top - g.bottom
+    if g.plot_h < 80 then
+      g.H = g.H + (80 - g.plot_h)
+      g.plot_h = 80
+    end
+    g.bar_w = g.band * fill / nser
+    return g
+  end
+
+  -- Value labels never overlap: each is as wide as its bar at most, written across (font 11 down
+  -- to 8), else upright along the bar; a bar too narrow even for that has its value only in its
+  -- tooltip. Without a given width the chart first grows (up to 1200 px) so labels fit across.
+  -- The axis gets headroom for the labels beyond the bar ends.
+  local group_px = math.max(style.min_group or 36, nser * 20 + 14)
+  local W = spec.width or math.max(480, math.min(1200, 130 + ncat * group_px))
+  local axis = make_axis(nil)
+  local g = layout(axis, W)
+  local want = spec.value_labels ~= false and #texts > 0
+  if want and not spec.width then
+    local need = g.left + g.right + ncat * nser * (widest(9) + 3) / fill
+    if need > W and need <= 1200 then
+      W = math.ceil(need)
+      g = layout(axis, W)
+    end
+  end
+  local mode, size = nil, nil
+  if want then
+    for sz = 11, 8, -1 do
+      if widest(sz) <= g.bar_w - 2 then mode, size = "across", sz; break end
+    end
+    if not mode and (g.bar_w >= 9 or spec.value_labels) then mode, size = "upright", math.max(8, math.min(11, g.bar_w - 1)) end
+  end
+  if mode then
+    local room = (mode == "across" and size or widest(size)) + 6
+    local f = math.min(0.45, room / g.plot_h)
+    local pad = spec.log and f / (1 - f) or f / (1 - 2 * f)
+    if spec.log or pad > 0.08 then
+      axis = make_axis(pad)
+      g = layout(axis, W)
+    end
+  end
+  local left, right, top, band, plot_h, H, rows, labels, rotate, tick_w =
+    g.left, g.right, g.top, g.band, g.plot_h, g.H, g.rows, g.labels, g.rotate, g.tick_w
   local function y(v)
     return top + plot_h * (axis.hi - axis.map(v)) / (axis.hi - axis.lo)
   end
@@ -285,12 +352,11 @@ local function chart(spec, who, style)
   y_grid(add, axis, y_axis, left, W - right, tick_w, top, plot_h, spec.ylabel)
 
   -- Bars.
-  local group_w = band * (style.fill or 0.8)
+  local group_w = band * fill
   local bar_w = group_w / nser
   local base_y = spec.log and y_axis(axis.lo) or y(0)
-  local value_labels = spec.value_labels
-  if value_labels == nil then value_labels = bar_w >= 14 end
   add('<g class="bars">')
+  local vlabels = {}
   for i, s in ipairs(series) do
     local color = colors[(i - 1) % #colors + 1]
     for j = 1, ncat do
@@ -304,16 +370,26 @@ local function chart(spec, who, style)
         add(('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s%s: %s</title></rect>')
           :format(num(x + inset / 2), num(y0), num(bar_w - inset), num(math.max(y1 - y0, 0.5)), color,
             nser > 1 and esc(s.name or ("series " .. i)) .. " — " or "", esc(cats[j]), esc(text)))
-        if value_labels then
-          local size = math.min(11, math.max(8, bar_w * 0.45))
-          local ly = (v < 0 and not spec.log) and y1 + size + 2 or y0 - 3
-          add(('<text x="%s" y="%s" text-anchor="middle" font-size="%s" fill="%s">%s</text>')
-            :format(num(x + bar_w / 2), num(ly), num(size), MUTED, esc(text)))
+        local below = v < 0 and not spec.log
+        if mode == "across" then
+          local ly = below and y1 + size + 2 or y0 - 3
+          vlabels[#vlabels + 1] = ('<text x="%s" y="%s" text-anchor="middle" font-size="%s" fill="%s">%s</text>')
+            :format(num(x + bar_w / 2), num(ly), num(size), MUTED, esc(text))
+        elseif mode == "upright" then
+          -- rotated -90°: the text runs upwards from its anchor; glyphs sit left of the x given
+          local lx, ly = x + bar_w / 2 + size * 0.35, below and y1 + 3 or y0 - 3
+          vlabels[#vlabels + 1] = ('<text x="%s" y="%s" text-anchor="%s" font-size="%s" fill="%s" transform="rotate(-90 %s %s)">%s</text>')
+            :format(num(lx), num(ly), below and "end" or "start", num(size), MUTED, num(lx), num(ly), esc(text))
         end
       end
     end
   end
   add("</g>")
+  if #vlabels > 0 then
+    add(('<g class="values" data-mode="%s">'):format(mode))
+    for _, t in ipairs(vlabels) do add(t) end
+    add("</g>")
+  end
 
   -- Axes on top of the bars: the baseline, and the y axis.
   add(('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="%s" stroke-width="1.2"/>'):format(num(left), num(W - right), num(base_y), num(base_y), INK))

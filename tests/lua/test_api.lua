@@ -182,7 +182,7 @@ do
   check.err(function() m:slot_top(0, 50) end, "neuron 50 out of range [0, 50)", "slot_top: a neuron out of range")
   check.err(function() m:slot_top(0, 0, 0) end, "k must be in [1, " .. V .. "]", "slot_top: k out of range")
   check.err(function() m:slot_rank(0, 0, V) end, "token id " .. V .. " out of range", "slot_rank: a token id out of range")
-  check.err(function() m:slot(4294967297, 0) end, "4294967297 is out of range", "a layer beyond int range is refused, not wrapped to 1")
-  check.err(function() m:slot_top(0, -4294967296) end, "-4294967296 is out of range", "a neuron beyond int range is refused")
+  check.err(function() m:slot(4294967297, 0) end, "integer 4294967297 out of range [-2147483648, 2147483648)", "a layer beyond int range is refused, not wrapped to 1")
+  check.err(function() m:slot_top(0, -4294967296) end, "integer -4294967296 out of range", "a neuron beyond int range is refused")
 end
 check.done()

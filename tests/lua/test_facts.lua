@@ -42,7 +42,7 @@ check.ok(maj < 0.5, "majority baseline under one half (%.3f)", maj)
 check.err(function() facts.load { facts = "data/facts.tsv", templates = "data/templates.yaml", relations = { "P999" } } end,
   "unknown relation \"P999\"", "an unknown relation")
 check.err(function() facts.load { facts = "tests/fixtures/no-such.tsv", templates = "data/templates.yaml" } end,
-  "cannot read fact file", "a missing fact file")
+  "tests/fixtures/no-such.tsv: cannot open", "a missing fact file")
 
 -- a malformed template
 local tmp = os.tmpname()

@@ -32,7 +32,7 @@ do
   local m = check.err(function() json.decode("[NaN]") end, "(string):1:4: invalid token near 'NaN'", "default name, NaN is not JSON")
   check.ok(m and m:sub(1, 9) == "(string):", "a data error starts with the data's position, not the caller's")
   check.err(function() json.decode("") end, "(string):1:0:", "empty text")
-  check.err(function() json.load("tests/fixtures/none.json") end, "tests/fixtures/none.json: unable to open", "missing file")
+  check.err(function() json.load("tests/fixtures/none.json") end, "tests/fixtures/none.json: cannot open", "missing file")
 end
 
 print("# encode and round-trips")
@@ -170,20 +170,32 @@ do
   local now = 0
   local clock = function() return now end
   local bar = progress.new("attribute", 1000, { unit = "prompts", mode = "plain", out = out, clock = clock })
-  for _ = 1, 123 do
+  for _ = 1, 99 do
     now = now + 0.01
     bar:step()
   end
-  check.eq(#lines, 0, "plain mode is quiet before its interval")
+  check.eq(#lines, 0, "plain mode is quiet in its first second")
+  now = 1.0
+  bar:step()
+  check.eq(lines[1], "attribute  100/1000  10.0%  100 prompts/s  ETA 9s\n", "plain mode: the first line, with an ETA, after 1 s")
+  for _ = 1, 23 do bar:step() end
+  check.eq(#lines, 1, "then quiet until its interval")
   now = 26.97
   bar:step(0)
-  check.eq(lines[1], "attribute  123/1000  12.3%  4.56 prompts/s  ETA 3m12s\n", "progress line: count, percent, rate, ETA")
+  check.eq(lines[2], "attribute  123/1000  12.3%  4.56 prompts/s  ETA 3m12s\n", "progress line: count, percent, rate, ETA")
   bar:set(1000)
   now = 219.3
   check.near(bar:done(), 219.3, 1e-9, "done returns the elapsed seconds")
-  check.eq(lines[2], "attribute  1000/1000  100.0%  4.56 prompts/s  took 3m39s\n", "final line")
+  check.eq(lines[3], "attribute  1000/1000  100.0%  4.56 prompts/s  took 3m39s\n", "final line")
   bar:done()
-  check.eq(#lines, 2, "done prints once")
+  check.eq(#lines, 3, "done prints once")
+  lines = {}
+  now = 0
+  local staged = progress.new("suppress", 100, { unit = "prompts", mode = "plain", out = out, clock = clock, after = 300,
+    after_label = "sweep" })
+  now = 2
+  staged:step(50)
+  check.eq(lines[1], "suppress  50/100  50.0%  25 prompts/s  ETA 2s (+ sweep ~12s)\n", "a later stage's estimate follows the ETA")
 
   lines = {}
   now = 0

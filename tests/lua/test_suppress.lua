@@ -320,7 +320,7 @@ for _, name in ipairs { "kn", "baseline", "random" } do
 end
 local layers_kn, layer_curves = {}, {}
 for _, l in ipairs(results) do
-  if l.set == "kn" then for _, n in ipairs(l.neurons) do layers_kn["kn_layer_" .. (n[1] + 1)] = true end end
+  if l.set == "kn" then for _, n in ipairs(l.neurons) do layers_kn["kn_layer_" .. n[1]] = true end end
 end
 for k in pairs(curve) do if k:find("^kn_layer_") then layer_curves[k] = true end end
 check.ok(next(layers_kn) ~= nil and check.equal(layer_curves, layers_kn),
