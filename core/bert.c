@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "kernels.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,7 @@ bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int fla
         return NULL;
     }
     a->B = B; a->T = T; a->P = P;
+    a->L = cfg->layers; a->F = cfg->ffn;
     a->flags = flags;
     a->bytes = total * (int64_t)sizeof(float);
     return a;
@@ -149,6 +151,15 @@ static void intervention_backward(float *d, int l, int B, int T, int F, const kn
     }
 }
 
+/* Non-finite values are refused where they first appear, so that a NaN never reaches a printed
+ * probability or a stored score. The weights are finite at load (model.c), so what makes one is
+ * an intervention, an edited value slot or an overflow, and the message says where. */
+static int first_bad(const float *x, int64_t n, int64_t *at) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) { *at = i; return 1; }
+    return 0;
+}
+
 static int check_interventions(const bert_config *c, int B, int T, const kn_intervention *iv, int niv, kn_err *err) {
     for (int j = 0; j < niv; j++) {
         const kn_intervention *v = &iv[j];
@@ -157,6 +168,9 @@ static int check_interventions(const bert_config *c, int B, int T, const kn_inte
         if (v->row >= B) return kn_fail(err, "intervention %d: batch row %d out of range [0, %d)", j + 1, v->row, B);
         if (v->pos >= T) return kn_fail(err, "intervention %d: position %d out of range [0, %d)", j + 1, v->pos, T);
         if (v->n < 0) return kn_fail(err, "intervention %d: negative neuron count", j + 1);
+        if (!v->val && !isfinite(v->scalar)) return kn_fail(err, "intervention %d: value %g is not finite", j + 1, (double)v->scalar);
+        for (int s = 0; v->val && s < (v->n ? v->n : c->ffn); s++)
+            if (!isfinite(v->val[s])) return kn_fail(err, "intervention %d: value %d (%g) is not finite", j + 1, s + 1, (double)v->val[s]);
         for (int s = 0; s < v->n; s++)
             if (v->idx[s] < 0 || v->idx[s] >= c->ffn)
                 return kn_fail(err, "intervention %d: neuron %d out of range [0, %d)", j + 1, v->idx[s], c->ffn);
@@ -238,8 +252,25 @@ int bert_forward_from(const kn_model *m, bert_acts *a, int start, int B, int T,
     /* the arena's row stride is its capacity T; a smaller T is packed densely as B*T rows */
     a->b = B; a->t = T; a->p = P;
     a->iv = iv; a->niv = niv;
-    for (int l = start; l < c->layers; l++) layer_forward(m, a, l, B, T);
-    if (P > 0) head_forward(m, a, P);
+    int64_t at;
+    for (int l = start; l < c->layers; l++) {
+        layer_forward(m, a, l, B, T);
+        const float *out = x_of(a, l + 1, (int64_t)a->B * a->T * c->hidden);
+        if (first_bad(out, (int64_t)B * T * c->hidden, &at)) {
+            int64_t row = at / c->hidden;
+            return kn_fail(err, "forward: layer %d's output is non-finite (%g) at batch row %d, position %d, hidden unit %d "
+                           "(the weights were finite at load: an intervention or an edited value slot overflowed)",
+                           l, (double)out[at], (int)(row / T), (int)(row % T), (int)(at % c->hidden));
+        }
+    }
+    if (P > 0) {
+        head_forward(m, a, P);
+        if (first_bad(a->logits, (int64_t)P * c->vocab_size, &at)) {
+            int hr = a->head_rows[at / c->vocab_size];
+            return kn_fail(err, "forward: the MLM head's logit for token %d at batch row %d, position %d is non-finite (%g)",
+                           (int)(at % c->vocab_size), hr / T, hr % T, (double)a->logits[at]);
+        }
+    }
     return 0;
 }
 
@@ -434,6 +465,13 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
     int bottom = grads ? 0 : stop_layer;
     for (int l = c->layers - 1; l >= bottom; l--)
         layer_backward(m, a, l, grads, dffn_act ? dffn_act[l] : NULL, !grads && l == stop_layer);
+    int64_t at;
+    for (int l = bottom; dffn_act && l < c->layers; l++)
+        if (dffn_act[l] && first_bad(dffn_act[l], (int64_t)N * c->ffn, &at)) {
+            int64_t row = at / c->ffn;
+            return kn_fail(err, "backward: the gradient w.r.t. layer %d's ffn.act is non-finite (%g) at batch row %d, position %d, neuron %d",
+                           l, (double)dffn_act[l][at], (int)(row / a->t), (int)(row % a->t), (int)(at % c->ffn));
+        }
     if (grads) {
         /* embeddings: LayerNorm, then scatter into the word, position and type tables */
         memset(a->dtmp, 0, sizeof(float) * (int64_t)N * C);
@@ -446,6 +484,10 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
             float *we = dwe + (int64_t)a->ids[i] * C, *pe = dpe + (int64_t)(i % a->t) * C, *te = dte + (int64_t)a->types[i] * C;
             for (int j = 0; j < C; j++) { we[j] += d[j]; pe[j] += d[j]; te[j] += d[j]; }
         }
+        for (int i = 0; i < m->nparams; i++)
+            if (first_bad(grads + m->params[i].offset, m->params[i].numel, &at))
+                return kn_fail(err, "backward: the gradient of '%s' is non-finite (%g) at flat index %lld", m->params[i].name,
+                               (double)grads[m->params[i].offset + at], (long long)at);
     }
     return 0;
 }

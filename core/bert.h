@@ -118,6 +118,7 @@ typedef struct kn_intervention {
 /* ---- activations ---- */
 typedef struct bert_acts {
     int B, T, P;                 /* capacity */
+    int L, F;                    /* layers and FFN width of the model it was planned for */
     int flags;                   /* KN_ACTS_* */
     int b, t, p;                 /* sizes of the last forward */
     /* per layer (index l), each [N, ...] with N = B*T */

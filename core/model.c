@@ -312,7 +312,11 @@ static int is_file(const char *path) {
 
 static int add_shard(kn_model *m, st_file *f, kn_err *err) {
     void **st = kn_realloc(m->st, sizeof *st * (size_t)(m->nst + 1));
-    if (!st) { st_close(f); return kn_fail(err, "out of memory opening %s", f->path); }
+    if (!st) {
+        kn_fail(err, "%s: out of memory", f->path);
+        st_close(f);
+        return -1;
+    }
     m->st = st;
     m->st[m->nst++] = f;
     return 0;

@@ -18,6 +18,7 @@
  *    holds the four files and uses the standard names. kn_model_create is deterministic per seed.
  * Every file is written under a mkdtemp directory in /tmp that is removed at the end. */
 #include "bert.h"
+#include "edit.h"
 #include "check.h"
 #include "safetensors.h"
 #include "wordpiece.h"
@@ -524,6 +525,73 @@ static void test_wild_folders(void) {
     expect_load_fail("pytorch_model.bin only", FIX "bert_torchbin", NEEDLES("pytorch_model.bin", "safetensors"));
 }
 
+/* ---------------------------------------------------------------- 2c. hardening (issue 13) */
+
+static void test_hardening(void) {
+    printf("# absurd sizes, non-finite weights and results\n");
+    char dir[256], path[300];
+    kn_err err = { "" };
+
+    /* sizes that used to overflow the parameter count or the weight count: refused by the
+     * config's bounds, before any allocation */
+    copy_fixture("odd", "layers", dir, sizeof dir);
+    patch(dir, "config.json", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 134217728");
+    expect_load_fail("num_hidden_layers 134217728", dir, NEEDLES("config.json", "\"num_hidden_layers\" = 134217728", "out of range [1, 1024]"));
+    copy_fixture("odd", "hidden", dir, sizeof dir);
+    patch(dir, "config.json", "\"hidden_size\": 36", "\"hidden_size\": 1073741824");
+    expect_load_fail("hidden_size 1073741824", dir, NEEDLES("config.json", "\"hidden_size\" = 1073741824", "out of range [1, 65536]"));
+    /* a plausible layer count that the file does not hold */
+    copy_fixture("odd", "layers9", dir, sizeof dir);
+    patch(dir, "config.json", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 9");
+    expect_load_fail("num_hidden_layers 9 for a 3-layer file", dir,
+                     NEEDLES("'bert.encoder.layer.8.output.dense.weight'", "missing", "num_hidden_layers 9"));
+
+    /* a NaN weight: refused at load with the tensor and the first flat index */
+    copy_fixture("odd", "nan", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path, &err);
+    const st_tensor *t = f ? st_find(f, "bert.encoder.layer.1.intermediate.dense.weight") : NULL;
+    long off = t ? (long)((char *)t->data - (char *)f->map) : -1;
+    st_close(f);
+    FILE *fp = off > 0 ? fopen(path, "r+b") : NULL;
+    float bad[2] = { NAN, INFINITY };
+    int wrote = fp && fseek(fp, off + 5 * 4, SEEK_SET) == 0 && fwrite(bad, 4, 2, fp) == 2;
+    if (fp) fclose(fp);
+    CHECK(wrote, "NaN written into layer 1's intermediate.dense.weight at flat index 5");
+    expect_load_fail("a NaN weight", dir,
+                     NEEDLES("'bert.encoder.layer.1.intermediate.dense.weight'", "non-finite", "nan", "flat index 5"));
+
+    /* non-finite results: an intervention value that is not finite is refused; one that
+     * overflows, or an edited value slot that does, stops the forward at the layer it reached */
+    kn_model *m = kn_model_load(FIX "odd", &err);
+    CHECK(m != NULL, "odd loads (%s)", m ? "ok" : err.msg);
+    if (!m) return;
+    int ids[6] = { 2, 7, 4, 9, 11, 3 }, head = 2;
+    bert_acts *a = bert_acts_new(&m->cfg, 1, 6, 1, &err);
+    kn_intervention iv = { .layer = 1, .row = -1, .pos = 2, .op = KN_SET, .n = 0, .scalar = NAN };
+    int rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err);
+    CHECK(rc != 0, "a NaN intervention value is refused");
+    if (rc) needles_in("NaN intervention", err.msg, NEEDLES("intervention 1", "not finite"));
+    iv.scalar = 3e38f;
+    rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err);
+    CHECK(rc != 0, "an intervention that overflows stops the forward");
+    if (rc) needles_in("overflowing intervention", err.msg, NEEDLES("layer 1's output is non-finite", "position 2"));
+    float *col = malloc(sizeof(float) * m->cfg.hidden);
+    for (int r = 0; r < m->cfg.hidden; r++) col[r] = 3e38f;
+    int l = 2, slot = 4;
+    kn_edit *e = kn_edit_slots(m, 1, &l, &slot, col, "overflow", &err);
+    iv = (kn_intervention){ .layer = 2, .row = -1, .pos = -1, .op = KN_SET, .n = 1, .idx = &slot, .scalar = 4.0f };
+    rc = e ? bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err) : 0;
+    CHECK(e && rc != 0, "an edited value slot that overflows stops the forward");
+    if (rc) needles_in("overflowing edit", err.msg, NEEDLES("layer 2's output is non-finite", "edited value slot"));
+    if (e) kn_edit_undo(m, e, &err);
+    rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, NULL, 0, &err);
+    CHECK(rc == 0, "after undoing the edit the forward is finite again (%s)", rc ? err.msg : "ok");
+    free(col);
+    bert_acts_free(a);
+    kn_model_free(m);
+}
+
 /* ---------------------------------------------------------------- 3, 4. loading and saving */
 
 static void test_save_reload(const char *name) {
@@ -657,6 +725,7 @@ int main(void) {
     kn_model_free(bf);
 
     test_wild_folders();
+    test_hardening();
     test_save_reload("odd");
     test_save_reload("gamma");
     test_save_reload("bert_untied");
