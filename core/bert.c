@@ -1,11 +1,14 @@
 /* bert.c: the BERT forward and backward passes over an activation arena, with interventions
  * on ffn.act. Post-LN encoder as in Hugging Face BertForMaskedLM:
- *   h1 = LN1(x + Wo . attn(x) + bo),  act = gelu(W1 . h1 + b1),  out = LN2(h1 + W2 . act + b2)
- * and the MLM head (dense, gelu, LN, tied decoder + bias) only at the rows asked for. */
+ *   h1 = LN1(x + Wo . attn(x) + bo),  act = f(W1 . h1 + b1),  out = LN2(h1 + W2 . act + b2)
+ * and the MLM head (dense, act, LN, decoder + bias) only at the rows asked for. The activation
+ * (act above, hidden_act: erf GELU, tanh GELU, ReLU) is the same in the FFN and the head, as in
+ * HF; the decoder is the word-embedding matrix when tied, its own tensor when untied. */
 #include "bert.h"
 #include "alloc.h"
 #include "kernels.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +91,7 @@ bert_acts *bert_acts_new_ex(const bert_config *cfg, int B, int T, int P, int fla
         return NULL;
     }
     a->B = B; a->T = T; a->P = P;
+    a->L = cfg->layers; a->F = cfg->ffn;
     a->flags = flags;
     a->bytes = total * (int64_t)sizeof(float);
     return a;
@@ -147,6 +151,15 @@ static void intervention_backward(float *d, int l, int B, int T, int F, const kn
     }
 }
 
+/* Non-finite values are refused where they first appear, so that a NaN never reaches a printed
+ * probability or a stored score. The weights are finite at load (model.c), so what makes one is
+ * an intervention, an edited value slot or an overflow, and the message says where. */
+static int first_bad(const float *x, int64_t n, int64_t *at) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) { *at = i; return 1; }
+    return 0;
+}
+
 static int check_interventions(const bert_config *c, int B, int T, const kn_intervention *iv, int niv, kn_err *err) {
     for (int j = 0; j < niv; j++) {
         const kn_intervention *v = &iv[j];
@@ -155,6 +168,9 @@ static int check_interventions(const bert_config *c, int B, int T, const kn_inte
         if (v->row >= B) return kn_fail(err, "intervention %d: batch row %d out of range [0, %d)", j + 1, v->row, B);
         if (v->pos >= T) return kn_fail(err, "intervention %d: position %d out of range [0, %d)", j + 1, v->pos, T);
         if (v->n < 0) return kn_fail(err, "intervention %d: negative neuron count", j + 1);
+        if (!v->val && !isfinite(v->scalar)) return kn_fail(err, "intervention %d: value %g is not finite", j + 1, (double)v->scalar);
+        for (int s = 0; v->val && s < (v->n ? v->n : c->ffn); s++)
+            if (!isfinite(v->val[s])) return kn_fail(err, "intervention %d: value %d (%g) is not finite", j + 1, s + 1, (double)v->val[s]);
         for (int s = 0; s < v->n; s++)
             if (v->idx[s] < 0 || v->idx[s] >= c->ffn)
                 return kn_fail(err, "intervention %d: neuron %d out of range [0, %d)", j + 1, v->idx[s], c->ffn);
@@ -200,7 +216,7 @@ static void layer_forward(const kn_model *m, bert_acts *a, int l, int B, int T) 
     for (int64_t i = 0; i < (int64_t)N * C; i++) ln1_in[i] += x[i];
     layernorm_forward(h1, LAYER(a->ln1_mean, l, NN), LAYER(a->ln1_rstd, l, NN), ln1_in, w->ln1_w, w->ln1_b, N, C, c->ln_eps);
     linear_forward(pre, h1, w->ffn_in_w, w->ffn_in_b, N, C, F);
-    gelu_forward(act, pre, (int64_t)N * F);
+    act_forward((enum kn_act)c->act, act, pre, (int64_t)N * F);
     apply_interventions(act, l, B, T, F, a->iv, a->niv);
     if (a->drop_act) mul_inplace(act, LAYER(a->drop_act, l, NF), (int64_t)N * F);
     linear_forward(ln2_in, act, w->ffn_out_w, w->ffn_out_b, N, F, C);
@@ -215,9 +231,9 @@ static void head_forward(const kn_model *m, bert_acts *a, int P) {
     const float *top = x_of(a, c->layers, (int64_t)a->B * a->T * C);
     for (int p = 0; p < P; p++) memcpy(a->head_in + (int64_t)p * C, top + (int64_t)a->head_rows[p] * C, sizeof(float) * C);
     linear_forward(a->head_pre, a->head_in, m->w.head_w, m->w.head_b, P, C, C);
-    gelu_forward(a->head_act, a->head_pre, (int64_t)P * C);
+    act_forward((enum kn_act)c->act, a->head_act, a->head_pre, (int64_t)P * C);
     layernorm_forward(a->head_ln, a->head_mean, a->head_rstd, a->head_act, m->w.head_ln_w, m->w.head_ln_b, P, C, c->ln_eps);
-    linear_forward(a->logits, a->head_ln, m->w.word_emb, m->w.decoder_b, P, C, c->vocab_size);
+    linear_forward(a->logits, a->head_ln, m->w.decoder_w, m->w.decoder_b, P, C, c->vocab_size);
 }
 
 int bert_forward_from(const kn_model *m, bert_acts *a, int start, int B, int T,
@@ -236,8 +252,25 @@ int bert_forward_from(const kn_model *m, bert_acts *a, int start, int B, int T,
     /* the arena's row stride is its capacity T; a smaller T is packed densely as B*T rows */
     a->b = B; a->t = T; a->p = P;
     a->iv = iv; a->niv = niv;
-    for (int l = start; l < c->layers; l++) layer_forward(m, a, l, B, T);
-    if (P > 0) head_forward(m, a, P);
+    int64_t at;
+    for (int l = start; l < c->layers; l++) {
+        layer_forward(m, a, l, B, T);
+        const float *out = x_of(a, l + 1, (int64_t)a->B * a->T * c->hidden);
+        if (first_bad(out, (int64_t)B * T * c->hidden, &at)) {
+            int64_t row = at / c->hidden;
+            return kn_fail(err, "forward: layer %d's output is non-finite (%g) at batch row %d, position %d, hidden unit %d "
+                           "(the weights were finite at load: an intervention or an edited value slot overflowed)",
+                           l, (double)out[at], (int)(row / T), (int)(row % T), (int)(at % c->hidden));
+        }
+    }
+    if (P > 0) {
+        head_forward(m, a, P);
+        if (first_bad(a->logits, (int64_t)P * c->vocab_size, &at)) {
+            int hr = a->head_rows[at / c->vocab_size];
+            return kn_fail(err, "forward: the MLM head's logit for token %d at batch row %d, position %d is non-finite (%g)",
+                           (int)(at % c->vocab_size), hr / T, hr % T, (double)a->logits[at]);
+        }
+    }
     return 0;
 }
 
@@ -366,7 +399,7 @@ static void layer_backward(const kn_model *m, bert_acts *a, int l, float *grads,
     /* GELU and W1: d(h1) gets the FFN branch on top of the residual already in dh1 */
     float *dpre = a->dffn_pre;
     memset(dpre, 0, sizeof(float) * nf);
-    gelu_backward(dpre, a->dffn, pre, nf);
+    act_backward((enum kn_act)c->act, dpre, a->dffn, pre, nf);
     if (grads) linear_backward_weight(grad_of(m, grads, w->ffn_in_w), grad_of(m, grads, w->ffn_in_b), dpre, h1, N, C, F);
     linear_backward_input(a->dh1, dpre, w->ffn_in_w, N, C, F);
     /* LN1: dh1 -> d(ln1_in) in dx (reused: dx = d(x) from the residual plus the attention branch) */
@@ -412,13 +445,13 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
     /* head: logits = ln . E^T + bias */
     float *dln = a->dhead, *dpre = a->dhead + (int64_t)P * C;
     memset(a->dhead, 0, sizeof(float) * 2 * P * C);
-    linear_backward_input(dln, dlogits, m->w.word_emb, P, C, c->vocab_size);
-    if (grads) linear_backward_weight(grad_of(m, grads, m->w.word_emb), grad_of(m, grads, m->w.decoder_b), dlogits, a->head_ln, P, C, c->vocab_size);
+    linear_backward_input(dln, dlogits, m->w.decoder_w, P, C, c->vocab_size);
+    if (grads) linear_backward_weight(grad_of(m, grads, m->w.decoder_w), grad_of(m, grads, m->w.decoder_b), dlogits, a->head_ln, P, C, c->vocab_size);
     float *dact = a->dtmp; /* [P,C] scratch */
     memset(dact, 0, sizeof(float) * P * C);
     layernorm_backward_input(dact, dln, a->head_act, a->head_mean, a->head_rstd, m->w.head_ln_w, P, C);
     if (grads) layernorm_backward_weight(grad_of(m, grads, m->w.head_ln_w), grad_of(m, grads, m->w.head_ln_b), dln, a->head_act, a->head_mean, a->head_rstd, P, C);
-    gelu_backward(dpre, dact, a->head_pre, (int64_t)P * C);
+    act_backward((enum kn_act)c->act, dpre, dact, a->head_pre, (int64_t)P * C);
     memset(a->dx, 0, sizeof(float) * (int64_t)N * C);
     memset(dln, 0, sizeof(float) * P * C);
     linear_backward_input(dln, dpre, m->w.head_w, P, C, C);
@@ -432,6 +465,13 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
     int bottom = grads ? 0 : stop_layer;
     for (int l = c->layers - 1; l >= bottom; l--)
         layer_backward(m, a, l, grads, dffn_act ? dffn_act[l] : NULL, !grads && l == stop_layer);
+    int64_t at;
+    for (int l = bottom; dffn_act && l < c->layers; l++)
+        if (dffn_act[l] && first_bad(dffn_act[l], (int64_t)N * c->ffn, &at)) {
+            int64_t row = at / c->ffn;
+            return kn_fail(err, "backward: the gradient w.r.t. layer %d's ffn.act is non-finite (%g) at batch row %d, position %d, neuron %d",
+                           l, (double)dffn_act[l][at], (int)(row / a->t), (int)(row % a->t), (int)(at % c->ffn));
+        }
     if (grads) {
         /* embeddings: LayerNorm, then scatter into the word, position and type tables */
         memset(a->dtmp, 0, sizeof(float) * (int64_t)N * C);
@@ -444,6 +484,10 @@ int bert_backward(const kn_model *m, bert_acts *a, const float *dlogits, int sto
             float *we = dwe + (int64_t)a->ids[i] * C, *pe = dpe + (int64_t)(i % a->t) * C, *te = dte + (int64_t)a->types[i] * C;
             for (int j = 0; j < C; j++) { we[j] += d[j]; pe[j] += d[j]; te[j] += d[j]; }
         }
+        for (int i = 0; i < m->nparams; i++)
+            if (first_bad(grads + m->params[i].offset, m->params[i].numel, &at))
+                return kn_fail(err, "backward: the gradient of '%s' is non-finite (%g) at flat index %lld", m->params[i].name,
+                               (double)grads[m->params[i].offset + at], (long long)at);
     }
     return 0;
 }

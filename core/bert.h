@@ -18,7 +18,18 @@ typedef struct bert_config {
     int vocab_size, hidden, layers, heads, ffn, max_pos, type_vocab, pad_token_id;
     float ln_eps;
     int do_lower_case;
+    int act;               /* enum kn_act of hidden_act (FFN and MLM head transform); 0 = erf GELU */
+    char act_name[24];     /* hidden_act as config.json spells it ("" = "gelu"), written back on save */
+    int untied;            /* tie_word_embeddings false: the decoder is its own tensor */
 } bert_config;
+
+/* Bounds a config.json must respect (checked before anything is allocated). */
+#define KN_MAX_LAYERS 1024
+#define KN_MAX_HIDDEN 65536
+#define KN_MAX_FFN (1 << 20)
+#define KN_MAX_VOCAB (1 << 24)
+#define KN_MAX_POS (1 << 20)
+#define KN_MAX_TYPES (1 << 16)
 
 typedef struct bert_layer_weights {
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* [C,C], [C] */
@@ -37,6 +48,7 @@ typedef struct bert_weights {
     bert_layer_weights *layer;      /* [L] */
     float *head_w, *head_b;         /* MLM transform [C,C], [C] */
     float *head_ln_w, *head_ln_b;   /* [C] */
+    float *decoder_w;               /* [V,C]: word_emb itself when tied, cls.predictions.decoder.weight when untied */
     float *decoder_b;               /* [V] */
 } bert_weights;
 
@@ -57,7 +69,8 @@ typedef struct kn_model {
     int nparams;
     int64_t nweights;      /* total floats over params */
     kn_vocab *vocab;       /* may be NULL for a model made without one */
-    void *st;              /* the mmap'd safetensors file (st_file *), or NULL */
+    void **st;             /* the mmap'd weight files (st_file *[nst]: one, or the shards of an index), or NULL */
+    int nst;
     float *owned;          /* owned storage for created or converted tensors */
     int64_t owned_len;
     char *path;            /* folder it was loaded from, or NULL */
@@ -72,13 +85,18 @@ typedef struct kn_model {
 int bert_config_load(const char *path, bert_config *cfg, kn_err *err);
 int bert_config_check(const bert_config *cfg, kn_err *err);
 
-/* Loads a Hugging Face BERT folder: config.json, model.safetensors, vocab.txt and optional
- * tokenizer_config.json. F32 tensors are used in place (copy-on-write mmap). */
+/* Loads a Hugging Face BERT folder: config.json, model.safetensors (or the shards that
+ * model.safetensors.index.json lists), vocab.txt and optional tokenizer_config.json. F32 tensors
+ * are used in place (copy-on-write mmap), F16/BF16 converted. Names as HF writes them or accepts
+ * them: with or without the `bert.` prefix, LayerNorm gamma/beta, the output bias as
+ * cls.predictions.bias or cls.predictions.decoder.bias; a stored decoder is used when
+ * tie_word_embeddings is false. Tensors the model does not use (pooler, NSP head, I64 buffers)
+ * may have any dtype. Non-finite weights are refused, naming the tensor and the first index. */
 kn_model *kn_model_load(const char *dir, kn_err *err);
 /* A randomly initialised model (normal(0, 0.02) weights, zero biases, unit LayerNorm), with an
  * optional vocabulary (may be NULL). Deterministic for a seed. */
 kn_model *kn_model_create(const bert_config *cfg, uint64_t seed, kn_vocab *vocab, kn_err *err);
-/* Writes config.json, model.safetensors (F32, tied decoder omitted as HF does), vocab.txt and
+/* Writes config.json, model.safetensors (F32; the decoder only when untied, as HF does), vocab.txt and
  * tokenizer_config.json into dir (created if missing). */
 int kn_model_save(const kn_model *m, const char *dir, kn_err *err);
 void kn_model_free(kn_model *m);
@@ -100,6 +118,7 @@ typedef struct kn_intervention {
 /* ---- activations ---- */
 typedef struct bert_acts {
     int B, T, P;                 /* capacity */
+    int L, F;                    /* layers and FFN width of the model it was planned for */
     int flags;                   /* KN_ACTS_* */
     int b, t, p;                 /* sizes of the last forward */
     /* per layer (index l), each [N, ...] with N = B*T */

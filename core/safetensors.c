@@ -18,11 +18,18 @@
 
 #define ST_MAX_HEADER (100u << 20) /* the format's own limit is 100 MB of header */
 
-static int dtype_size(enum st_dtype d) { return d == ST_F32 ? 4 : 2; }
+static const struct { const char *name; int size; } dtypes[ST_NDTYPES] = {
+    [ST_F32] = { "F32", 4 },   [ST_F16] = { "F16", 2 },   [ST_BF16] = { "BF16", 2 }, [ST_F64] = { "F64", 8 },
+    [ST_I64] = { "I64", 8 },   [ST_I32] = { "I32", 4 },   [ST_I16] = { "I16", 2 },   [ST_I8] = { "I8", 1 },
+    [ST_U64] = { "U64", 8 },   [ST_U32] = { "U32", 4 },   [ST_U16] = { "U16", 2 },   [ST_U8] = { "U8", 1 },
+    [ST_BOOL] = { "BOOL", 1 }, [ST_F8_E4M3] = { "F8_E4M3", 1 }, [ST_F8_E5M2] = { "F8_E5M2", 1 },
+};
 
-const char *st_dtype_name(enum st_dtype d) {
-    return d == ST_F32 ? "F32" : d == ST_F16 ? "F16" : "BF16";
-}
+static int dtype_size(enum st_dtype d) { return d >= 0 && d < ST_NDTYPES ? dtypes[d].size : 0; }
+int st_dtype_size(enum st_dtype d) { return dtype_size(d); }
+int st_is_float(enum st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_BF16; }
+
+const char *st_dtype_name(enum st_dtype d) { return d >= 0 && d < ST_NDTYPES ? dtypes[d].name : "?"; }
 
 void st_close(st_file *f) {
     if (!f) return;
@@ -46,10 +53,12 @@ static int parse_entry(st_file *f, st_tensor *t, const char *name, json_t *v, ui
            *off = json_object_get(v, "data_offsets");
     if (!json_is_string(dt)) return kn_fail(err, "%s: tensor '%s': missing \"dtype\"", p, name);
     const char *d = json_string_value(dt);
-    if (strcmp(d, "F32") == 0) t->dtype = ST_F32;
-    else if (strcmp(d, "F16") == 0) t->dtype = ST_F16;
-    else if (strcmp(d, "BF16") == 0) t->dtype = ST_BF16;
-    else return kn_fail(err, "%s: tensor '%s': unknown or unsupported dtype \"%s\" (knwb reads F32, F16, BF16)", p, name, d);
+    int known = 0;
+    for (int k = 0; k < ST_NDTYPES && !known; k++)
+        if (strcmp(d, dtypes[k].name) == 0) { t->dtype = (enum st_dtype)k; known = 1; }
+    if (!known)
+        return kn_fail(err, "%s: tensor '%s': unknown dtype \"%s\" (the safetensors dtypes are F64 F32 F16 BF16 "
+                       "F8_E4M3 F8_E5M2 I64 I32 I16 I8 U64 U32 U16 U8 BOOL)", p, name, d);
     if (!json_is_array(sh) || json_array_size(sh) > 8)
         return kn_fail(err, "%s: tensor '%s': \"shape\" must be an array of at most 8 integers", p, name);
     t->ndim = (int)json_array_size(sh);
@@ -86,7 +95,8 @@ st_file *st_open(const char *path, kn_err *err) {
     st_file *f = kn_calloc(1, sizeof *f);
     if (!f) { kn_fail(err, "%s: out of memory", path); return NULL; }
     json_t *root = NULL;
-    if (!(f->path = kn_strdup(path))) { kn_fail(err, "%s: out of memory", path); goto fail; }
+    f->path = kn_strdup(path);
+    if (!f->path) { kn_fail(err, "%s: out of memory", path); goto fail; }
     int fd = open(path, O_RDONLY);
     if (fd < 0) { kn_fail(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
     struct stat sb;
@@ -114,13 +124,14 @@ st_file *st_open(const char *path, kn_err *err) {
     if (!json_is_object(root)) { kn_fail(err, "%s: header is not a JSON object", path); goto fail; }
     uint64_t data_off = 8 + hlen, data_len = f->map_len - data_off;
     f->tensors = kn_calloc(json_object_size(root) + 1, sizeof *f->tensors);
-    if (!f->tensors) { kn_fail(err, "%s: out of memory for %zu tensors", path, json_object_size(root)); goto fail; }
+    if (!f->tensors) { kn_fail(err, "%s: out of memory for %zu tensor entries", path, json_object_size(root)); goto fail; }
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) continue;
         st_tensor *t = &f->tensors[f->n];
-        if (!(t->name = kn_strdup(key))) { kn_fail(err, "%s: out of memory", path); goto fail; }
+        t->name = kn_strdup(key);
+        if (!t->name) { kn_fail(err, "%s: out of memory", path); goto fail; }
         f->n++;
         if (parse_entry(f, t, key, val, data_len, err) != 0) goto fail;
         t->data = (char *)f->map + data_off + t->begin;
@@ -175,6 +186,7 @@ static float half_to_float(uint16_t h) {
 
 void st_to_f32(const st_tensor *t, float *dst) {
     const unsigned char *src = t->data;
+    if (!st_is_float(t->dtype)) return; /* callers check st_is_float first */
     for (int64_t i = 0; i < t->numel; i++) {
         if (t->dtype == ST_F32) { memcpy(dst + i, src + 4 * i, 4); continue; }
         uint16_t h;

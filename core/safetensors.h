@@ -11,7 +11,12 @@
 
 #include "error.h"
 
-enum st_dtype { ST_F32, ST_F16, ST_BF16 };
+/* The float dtypes knwb computes with come first; the others are read (their byte ranges are
+ * validated like any tensor's) so that a checkpoint carrying buffers knwb does not use (HF's I64
+ * position_ids, a BOOL attention mask, an F64 head) still loads. st_is_float says which a model
+ * may use; the loader refuses any other for a tensor it needs, naming it. */
+enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I8, ST_U64, ST_U32, ST_U16, ST_U8,
+                ST_BOOL, ST_F8_E4M3, ST_F8_E5M2, ST_NDTYPES };
 
 typedef struct st_tensor {
     char *name;
@@ -35,7 +40,11 @@ st_file *st_open(const char *path, kn_err *err);
 void st_close(st_file *f);
 /* The tensor of that name, or NULL. */
 const st_tensor *st_find(const st_file *f, const char *name);
-/* Copies a tensor into dst as float32 (converting F16/BF16). */
+/* 1 for F32, F16, BF16: the dtypes st_to_f32 converts. */
+int st_is_float(enum st_dtype d);
+/* Bytes per element of a dtype. */
+int st_dtype_size(enum st_dtype d);
+/* Copies a tensor into dst as float32 (converting F16/BF16); only for st_is_float dtypes. */
 void st_to_f32(const st_tensor *t, float *dst);
 const char *st_dtype_name(enum st_dtype d);
 

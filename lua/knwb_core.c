@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "bert.h"
+#include "kn.h"
 #include "edit.h"
 #include "ig.h"
 #include "kernels.h"
@@ -207,32 +208,63 @@ static int *read_ints(lua_State *L, pool *P, int t, const char *what, int *n_out
     return out;
 }
 
-static void push_config(lua_State *L, const bert_config *c) {
-    lua_createtable(L, 0, 10);
+/* The model's sizes through core/kn.h (the bindings never read a family's structs). */
+static kn_dims DIMS(const kn_model *m) {
+    kn_dims d;
+    kn_model_dims(m, &d);
+    return d;
+}
+
+static void push_config(lua_State *L, const kn_model *m) {
+    kn_dims d = DIMS(m);
+    lua_createtable(L, 0, 12);
 #define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("vocab_size", c->vocab_size); SETI("hidden_size", c->hidden); SETI("num_hidden_layers", c->layers);
-    SETI("num_attention_heads", c->heads); SETI("intermediate_size", c->ffn);
-    SETI("max_position_embeddings", c->max_pos); SETI("type_vocab_size", c->type_vocab);
+    SETI("vocab_size", d.vocab); SETI("hidden_size", d.hidden); SETI("num_hidden_layers", d.layers);
+    SETI("num_attention_heads", d.heads); SETI("intermediate_size", d.neurons);
+    SETI("max_position_embeddings", d.max_pos); SETI("type_vocab_size", d.type_vocab);
 #undef SETI
-    lua_pushnumber(L, c->ln_eps);
+    lua_pushnumber(L, d.norm_eps);
     lua_setfield(L, -2, "layer_norm_eps");
-    lua_pushboolean(L, c->do_lower_case);
+    lua_pushboolean(L, d.do_lower_case);
     lua_setfield(L, -2, "do_lower_case");
+    lua_pushstring(L, d.act);
+    lua_setfield(L, -2, "hidden_act");
+    lua_pushboolean(L, d.tied);
+    lua_setfield(L, -2, "tie_word_embeddings");
+}
+
+/* model:dims(): the sizes a script needs on any family */
+static void push_dims(lua_State *L, const kn_model *m) {
+    kn_dims d = DIMS(m);
+    lua_createtable(L, 0, 8);
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("layers", d.layers); SETI("neurons", d.neurons); SETI("hidden", d.hidden); SETI("vocab", d.vocab);
+    SETI("max_positions", d.max_pos);
+#undef SETI
+    lua_pushstring(L, d.family);
+    lua_setfield(L, -2, "family");
+    lua_pushboolean(L, d.causal);
+    lua_setfield(L, -2, "causal");
+    lua_createtable(L, d.layers, 0); /* neurons per layer, layer 0 first */
+    for (int l = 0; l < d.layers; l++) { lua_pushinteger(L, kn_model_neurons(m, l)); lua_rawseti(L, -2, l + 1); }
+    lua_setfield(L, -2, "neurons_per_layer");
 }
 
 static bert_acts *arena(lua_State *L, lmodel *lm, int B, int T, int P) {
     bert_acts *a = lm->acts;
     /* an arena serves any batch up to its capacity (shorter sequences are packed densely) */
-    if (a && a->B >= B && a->T >= T && a->P >= P) return a;
+    int cb = 0, ct = 0, cp = 0;
+    if (a) kn_acts_capacity(a, &cb, &ct, &cp);
+    if (a && cb >= B && ct >= T && cp >= P) return a;
     int nb = B, np = P, nt = T;
     if (a) {
-        nb = a->B > B ? a->B : B;
-        np = a->P > P ? a->P : P;
-        nt = a->T > T ? a->T : T;
+        nb = cb > B ? cb : B;
+        np = cp > P ? cp : P;
+        nt = ct > T ? ct : T;
     }
     bert_acts_free(a);
     kn_err err;
-    lm->acts = bert_acts_new(&lm->m->cfg, nb, nt, np, &err);
+    lm->acts = kn_acts_new(lm->m, nb, nt, np, &err);
     if (!lm->acts) raise_err(L, &err);
     return lm->acts;
 }
@@ -298,9 +330,10 @@ static int m_free(lua_State *L) {
 static int m_tostring(lua_State *L) {
     lmodel *lm = luaL_checkudata(L, 1, MODEL_MT);
     if (!lm->m) { lua_pushliteral(L, "knwb.Model (freed)"); return 1; }
-    const bert_config *c = &lm->m->cfg;
-    lua_pushfstring(L, "knwb.Model (%s: %d layers, hidden %d, %d heads, FFN %d, vocab %d)",
-                    lm->m->path ? lm->m->path : "created", c->layers, c->hidden, c->heads, c->ffn, c->vocab_size);
+    kn_dims d = DIMS(lm->m);
+    const char *path = kn_model_path(lm->m);
+    lua_pushfstring(L, "knwb.Model (%s: %s, %d layers, hidden %d, %d heads, FFN %d, vocab %d)",
+                    path ? path : "created", d.family, d.layers, d.hidden, d.heads, d.neurons, d.vocab);
     return 1;
 }
 
@@ -312,18 +345,19 @@ static int m_save(lua_State *L) {
     return 0;
 }
 
-static int m_config(lua_State *L) { push_config(L, &check_model(L, 1)->cfg); return 1; }
+static int m_config(lua_State *L) { push_config(L, check_model(L, 1)); return 1; }
+static int m_dims(lua_State *L) { push_dims(L, check_model(L, 1)); return 1; }
 
 static int m_info(lua_State *L) {
     kn_model *m = check_model(L, 1);
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, m->path ? m->path : "");
+    lua_pushstring(L, kn_model_path(m) ? kn_model_path(m) : "");
     lua_setfield(L, -2, "path");
-    lua_pushstring(L, m->weights_file);
+    lua_pushstring(L, kn_model_weights_file(m));
     lua_setfield(L, -2, "weights_file");
-    lua_pushinteger(L, m->nweights);
+    lua_pushinteger(L, kn_model_nweights(m));
     lua_setfield(L, -2, "parameters");
-    lua_pushinteger(L, (lua_Integer)m->generation);
+    lua_pushinteger(L, (lua_Integer)kn_model_generation(m));
     lua_setfield(L, -2, "generation");
     return 1;
 }
@@ -331,8 +365,8 @@ static int m_info(lua_State *L) {
 /* ------------------------------------------------------------------ tokenizer */
 
 static kn_vocab *check_vocab(lua_State *L, kn_model *m) {
-    if (!m->vocab) luaL_error(L, "the model has no vocabulary (create it with a vocab.txt)");
-    return m->vocab;
+    if (!kn_model_vocab(m)) luaL_error(L, "the model has no vocabulary (create it with a vocab.txt)");
+    return kn_model_vocab(m);
 }
 
 static int *tokenize(lua_State *L, pool *P, kn_model *m, const char *text, int *n) {
@@ -367,11 +401,11 @@ static int m_encode(lua_State *L) {
     int need_mask = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
     int n;
     int *ids = tokenize(L, pool_new(L), m, text, &n);
-    kn_vocab *v = m->vocab;
+    kn_vocab *v = kn_model_vocab(m);
     int mask_id = kn_vocab_special(v, KN_TOK_MASK), mask = -1, masks = 0;
     for (int i = 0; i < n; i++) if (ids[i] == mask_id) { masks++; if (mask < 0) mask = i + 1; }
-    if (n + 2 > m->cfg.max_pos) {
-        return luaL_error(L, "prompt is %d tokens with [CLS]/[SEP], over max_position_embeddings %d: \"%s\"", n + 2, m->cfg.max_pos, text);
+    if (n + 2 > DIMS(m).max_pos) {
+        return luaL_error(L, "prompt is %d tokens with [CLS]/[SEP], over max_position_embeddings %d: \"%s\"", n + 2, DIMS(m).max_pos, text);
     }
     if (need_mask && masks != 1) {
         if (masks == 0) return luaL_error(L, "prompt has no [MASK] token: \"%s\"", text);
@@ -434,14 +468,14 @@ static item *read_items(lua_State *L, pool *P, int t, kn_model *m, int *n_out, i
         it[i].target = field_int(L, top, "target", -1, need_target);
         lua_pop(L, 1);
         const char *bad = NULL;
-        if (it[i].T < 1 || it[i].T > m->cfg.max_pos) bad = "length";
+        if (it[i].T < 1 || it[i].T > DIMS(m).max_pos) bad = "length";
         else if (it[i].mask < 0 || it[i].mask >= it[i].T) bad = "mask";
-        else if (need_target && (it[i].target < 0 || it[i].target >= m->cfg.vocab_size)) bad = "target";
+        else if (need_target && (it[i].target < 0 || it[i].target >= DIMS(m).vocab)) bad = "target";
         if (bad) {
             int T = it[i].T, mk = it[i].mask, tg = it[i].target;
-            if (bad[0] == 'l') luaL_error(L, "item %d: %d tokens, allowed 1..%d", i + 1, T, m->cfg.max_pos);
+            if (bad[0] == 'l') luaL_error(L, "item %d: %d tokens, allowed 1..%d", i + 1, T, DIMS(m).max_pos);
             if (bad[0] == 'm') luaL_error(L, "item %d: mask position %d out of range [0, %d)", i + 1, mk, T);
-            luaL_error(L, "item %d: target id %d out of range [0, %d)", i + 1, tg, m->cfg.vocab_size);
+            luaL_error(L, "item %d: target id %d out of range [0, %d)", i + 1, tg, DIMS(m).vocab);
         }
     }
     *n_out = n;
@@ -478,8 +512,8 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
         int top = lua_gettop(L);
         if (!lua_istable(L, top)) luaL_error(L, "intervention %d must be a table", j + 1);
         s[j].layer = field_int(L, top, "layer", 0, 1);
-        if (s[j].layer < 0 || s[j].layer >= m->cfg.layers)
-            luaL_error(L, "intervention %d: layer %d out of range [0, %d)", j + 1, s[j].layer, m->cfg.layers);
+        if (s[j].layer < 0 || s[j].layer >= DIMS(m).layers)
+            luaL_error(L, "intervention %d: layer %d out of range [0, %d)", j + 1, s[j].layer, DIMS(m).layers);
         lua_getfield(L, top, "op");
         char what[64];
         snprintf(what, sizeof what, "intervention %d: op", j + 1);
@@ -494,11 +528,11 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
             snprintf(what, sizeof what, "intervention %d neurons", j + 1);
             s[j].idx = read_ints(L, P, -1, what, &s[j].n);
             for (int k = 0; k < s[j].n; k++)
-                if (s[j].idx[k] < 0 || s[j].idx[k] >= m->cfg.ffn)
-                    luaL_error(L, "intervention %d: neuron %d out of range [0, %d)", j + 1, s[j].idx[k], m->cfg.ffn);
+                if (s[j].idx[k] < 0 || s[j].idx[k] >= DIMS(m).neurons)
+                    luaL_error(L, "intervention %d: neuron %d out of range [0, %d)", j + 1, s[j].idx[k], DIMS(m).neurons);
         }
         lua_pop(L, 1);
-        int width = s[j].n ? s[j].n : m->cfg.ffn;
+        int width = s[j].n ? s[j].n : DIMS(m).neurons;
         if (lua_getfield(L, top, "values") != LUA_TNIL) {
             int nv = (int)lua_rawlen(L, -1);
             if (nv != width) luaL_error(L, "intervention %d: %d values for %d neurons", j + 1, nv, width);
@@ -521,7 +555,7 @@ static ivspec *read_ivspecs(lua_State *L, pool *P, int t, kn_model *m, int *n_ou
         else if (lua_isinteger(L, -1)) {
             s[j].pos_kind = 2;
             snprintf(what, sizeof what, "intervention %d: position", j + 1);
-            s[j].pos = (int)int_check(L, 0, lua_tointeger(L, -1), 0, m->cfg.max_pos, what);
+            s[j].pos = (int)int_check(L, 0, lua_tointeger(L, -1), 0, DIMS(m).max_pos, what);
         }
         else luaL_error(L, "intervention %d: pos must be \"mask\", \"all\" or a position", j + 1);
         lua_pop(L, 2);
@@ -553,8 +587,8 @@ typedef void (*chunk_fn)(lua_State *L, kn_model *m, bert_acts *a, const item *it
 static void run_chunks(lua_State *L, pool *P, lmodel *lm, item *it, int n, const ivspec *iv, int niv, int batch, chunk_fn fn, void *ud) {
     kn_model *m = lm->m;
     if (batch < 1 || batch > MAX_BATCH_ROWS) batch = MAX_BATCH_ROWS;
-    int pad = m->vocab ? kn_vocab_special(m->vocab, KN_TOK_PAD) : 0;
-    int *ids = pool_alloc(L, P, sizeof(int) * batch * m->cfg.max_pos), *attn = pool_alloc(L, P, sizeof(int) * batch * m->cfg.max_pos);
+    int pad = kn_model_vocab(m) ? kn_vocab_special(kn_model_vocab(m), KN_TOK_PAD) : 0;
+    int *ids = pool_alloc(L, P, sizeof(int) * batch * DIMS(m).max_pos), *attn = pool_alloc(L, P, sizeof(int) * batch * DIMS(m).max_pos);
     int *head = pool_alloc(L, P, sizeof(int) * batch);
     kn_intervention *kiv = pool_alloc(L, P, sizeof *kiv * (niv * batch + 1));
     for (int first = 0; first < n; first += batch) {
@@ -585,11 +619,11 @@ typedef struct score_ud { int topk, table; float *probs; char *taken; } score_ud
 static void score_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int T, void *vud) {
     (void)T;
     score_ud *ud = vud;
-    int V = m->cfg.vocab_size;
+    int V = DIMS(m).vocab;
     float *probs = ud->probs;
     for (int b = 0; b < B; b++) {
         const item *x = &it[first + b];
-        const float *row = a->logits + (int64_t)b * V;
+        const float *row = kn_acts_logits(a) + (int64_t)b * V;
         softmax_row(probs, row, V);
         lua_createtable(L, 0, 6);
         int best = 0;
@@ -638,7 +672,7 @@ static int m_score(lua_State *L) {
     int n, niv = 0;
     pool *P = pool_new(L);
     item *it = read_items(L, P, 2, lm->m, &n, 0);
-    score_ud ud = { 0, 0, pool_alloc(L, P, sizeof(float) * lm->m->cfg.vocab_size), pool_alloc(L, P, lm->m->cfg.vocab_size) };
+    score_ud ud = { 0, 0, pool_alloc(L, P, sizeof(float) * DIMS(lm->m).vocab), pool_alloc(L, P, DIMS(lm->m).vocab) };
     ivspec *iv = NULL;
     int batch = MAX_BATCH_ROWS;
     if (lua_istable(L, 3)) {
@@ -659,12 +693,11 @@ typedef struct capture_ud { lscores **out; } capture_ud;
 static void capture_chunk(lua_State *L, kn_model *m, bert_acts *a, const item *it, int first, int B, int T, void *vud) {
     (void)L; (void)it;
     capture_ud *ud = vud;
-    int F = m->cfg.ffn, Lyr = m->cfg.layers;
-    int64_t NF = (int64_t)a->B * a->T * F;
+    int F = DIMS(m).neurons, Lyr = DIMS(m).layers;
     for (int b = 0; b < B; b++) {
         lscores *s = ud->out[first + b];
         for (int l = 0; l < Lyr; l++)
-            memcpy(s->v + (int64_t)l * F, a->ffn_act + l * NF + ((int64_t)b * T + it[first + b].mask) * F, sizeof(float) * F);
+            memcpy(s->v + (int64_t)l * F, kn_acts_neurons(a, l) + ((int64_t)b * T + it[first + b].mask) * F, sizeof(float) * F);
     }
 }
 
@@ -684,7 +717,7 @@ static int m_capture(lua_State *L) {
     int tbl = lua_gettop(L);
     lscores **out = pool_alloc(L, P, sizeof *out * (n + 1));
     for (int i = 0; i < n; i++) {
-        out[i] = new_scores(L, lm->m->cfg.layers, lm->m->cfg.ffn);
+        out[i] = new_scores(L, DIMS(lm->m).layers, DIMS(lm->m).neurons);
         lua_rawseti(L, tbl, i + 1);
     }
     capture_ud ud = { out };
@@ -701,8 +734,8 @@ static int m_gradient(lua_State *L) {
     pool *P = pool_new(L);
     item *it = read_one_item(L, P, 2, m, 1);
     int layer = check_int(L, 3);
-    if (layer < 0 || layer >= m->cfg.layers) {
-        return luaL_error(L, "bad argument #2 to 'gradient' (layer %d out of range [0, %d))", layer, m->cfg.layers);
+    if (layer < 0 || layer >= DIMS(m).layers) {
+        return luaL_error(L, "bad argument #2 to 'gradient' (layer %d out of range [0, %d))", layer, DIMS(m).layers);
     }
     int use_log = 0;
     ivspec *iv = NULL;
@@ -714,19 +747,19 @@ static int m_gradient(lua_State *L) {
         iv = read_ivspecs(L, P, lua_gettop(L), m, &niv);
         lua_pop(L, 1);
     }
-    int T = it[0].T, F = m->cfg.ffn, V = m->cfg.vocab_size;
+    int T = it[0].T, F = DIMS(m).neurons, V = DIMS(m).vocab;
     bert_acts *a = arena(L, lm, 1, T, 1);
     kn_intervention *kiv = pool_alloc(L, P, sizeof *kiv * (niv + 1));
     int nk = expand_iv(iv, niv, it, 1, kiv);
     int head = it[0].mask;
     kn_err err;
     float *dlogits = pool_alloc(L, P, sizeof(float) * V), *dffn = pool_alloc(L, P, sizeof(float) * (size_t)T * F);
-    float **dl = pool_alloc(L, P, sizeof(float *) * m->cfg.layers);
+    float **dl = pool_alloc(L, P, sizeof(float *) * DIMS(m).layers);
     dl[layer] = dffn;
     double val = 0;
     int rc = bert_forward(m, a, it[0].ids, NULL, NULL, 1, T, &head, 1, kiv, nk, &err);
     if (rc == 0) {
-        kn_target_objective(a->logits, 1, V, &it[0].target, use_log, NULL, &val, dlogits);
+        kn_target_objective(kn_acts_logits(a), 1, V, &it[0].target, use_log, NULL, &val, dlogits);
         rc = bert_backward(m, a, dlogits, layer, dl, NULL, &err);
     }
     if (rc == 0) {
@@ -747,7 +780,7 @@ static int m_attribute(lua_State *L) {
     item *it = read_one_item(L, P, 2, m, 1);
     if (!lm->ig_ws && !(lm->ig_ws = kn_ig_ws_new())) return luaL_error(L, "out of memory");
     kn_ig_opts o = { 20, KN_QUAD_LEFT, 0, 0, lm->ig_ws };
-    int nl = m->cfg.layers, *layers = NULL;
+    int nl = DIMS(m).layers, *layers = NULL;
     if (lua_istable(L, 3)) {
         o.steps = field_int(L, 3, "steps", 20, 0);
         o.batch = field_int(L, 3, "batch", 0, 0);
@@ -768,7 +801,7 @@ static int m_attribute(lua_State *L) {
         for (int l = 0; l < nl; l++) layers[l] = l;
     }
     if (o.steps < 1 || o.steps > 10000) { return luaL_error(L, "steps %d out of range [1, 10000]", o.steps); }
-    int F = m->cfg.ffn;
+    int F = DIMS(m).neurons;
     lscores *sc = new_scores(L, nl, F);
     lscores *ac = new_scores(L, nl, F);
     double *pz = pool_alloc(L, P, sizeof(double) * nl), *sum = pool_alloc(L, P, sizeof(double) * nl);
@@ -798,7 +831,7 @@ static int m_attribute(lua_State *L) {
 
 static int m_slot(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    int l = check_int(L, 2), i = check_int(L, 3), C = m->cfg.hidden;
+    int l = check_int(L, 2), i = check_int(L, 3), C = DIMS(m).hidden;
     float *col = pool_alloc(L, pool_new(L), sizeof(float) * C);
     kn_err err;
     if (kn_slot_get(m, l, i, col, &err) != 0) return raise_err(L, &err);
@@ -810,7 +843,7 @@ static int m_slot(lua_State *L) {
 /* The scores of value slot (layer, i) against every word embedding (kn_slot_project), in a
  * scratch buffer of the call's pool. */
 static float *slot_scores(lua_State *L, kn_model *m, int layer, int i) {
-    float *scores = pool_alloc(L, pool_new(L), sizeof(float) * m->cfg.vocab_size);
+    float *scores = pool_alloc(L, pool_new(L), sizeof(float) * DIMS(m).vocab);
     kn_err err;
     if (kn_slot_project(m, layer, i, scores, &err) != 0) raise_err(L, &err);
     return scores;
@@ -824,7 +857,7 @@ static int ranks_above(const float *s, int a, int b) { return s[a] > s[b] || (s[
 static int m_slot_top(lua_State *L) {
     kn_model *m = check_model(L, 1);
     int l = check_int(L, 2), i = check_int(L, 3);
-    int V = m->cfg.vocab_size;
+    int V = DIMS(m).vocab;
     lua_Integer k = luaL_optinteger(L, 4, 10);
     if (k < 1 || k > V) return luaL_argerror(L, 4, lua_pushfstring(L, "k must be in [1, %d]", V));
     float *s = slot_scores(L, m, l, i);
@@ -840,7 +873,7 @@ static int m_slot_top(lua_State *L) {
         lua_createtable(L, 0, 3);
         lua_pushinteger(L, top[j]);
         lua_setfield(L, -2, "id");
-        const char *tok = m->vocab ? kn_vocab_token(m->vocab, top[j]) : NULL;
+        const char *tok = kn_model_vocab(m) ? kn_vocab_token(kn_model_vocab(m), top[j]) : NULL;
         if (tok) { lua_pushstring(L, tok); lua_setfield(L, -2, "token"); }
         lua_pushnumber(L, s[top[j]]);
         lua_setfield(L, -2, "score");
@@ -854,7 +887,7 @@ static int m_slot_top(lua_State *L) {
 static int m_slot_rank(lua_State *L) {
     kn_model *m = check_model(L, 1);
     int l = check_int(L, 2), i = check_int(L, 3);
-    int V = m->cfg.vocab_size;
+    int V = DIMS(m).vocab;
     lua_Integer id = arg_int(L, 4, 0, V, "token id");
     float *s = slot_scores(L, m, l, i);
     lua_Integer rank = 1;
@@ -866,10 +899,11 @@ static int m_slot_rank(lua_State *L) {
 
 static int m_embedding(lua_State *L) {
     kn_model *m = check_model(L, 1);
-    lua_Integer id = arg_int(L, 2, 0, m->cfg.vocab_size, "token id");
-    int C = m->cfg.hidden;
+    lua_Integer id = arg_int(L, 2, 0, DIMS(m).vocab, "token id");
+    int C = DIMS(m).hidden;
     lua_createtable(L, C, 0);
-    for (int r = 0; r < C; r++) { lua_pushnumber(L, m->w.word_emb[(int64_t)id * C + r]); lua_rawseti(L, -2, r + 1); }
+    const float *emb = kn_model_embedding(m, (int)id);
+    for (int r = 0; r < C; r++) { lua_pushnumber(L, emb[r]); lua_rawseti(L, -2, r + 1); }
     return 1;
 }
 
@@ -898,7 +932,7 @@ static int m_edit(lua_State *L) {
     kn_model *m = check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     const char *label = lua_isnoneornil(L, 3) ? "" : check_cstr(L, 3, "label");
-    int n = (int)lua_rawlen(L, 2), C = m->cfg.hidden;
+    int n = (int)lua_rawlen(L, 2), C = DIMS(m).hidden;
     if (n < 1) return luaL_error(L, "bad argument #1 to 'edit' (an edit needs at least one value slot, got 0 neurons)");
     pool *P = pool_new(L);
     int *layers = pool_alloc(L, P, sizeof(int) * n), *slots = pool_alloc(L, P, sizeof(int) * n);
@@ -974,7 +1008,7 @@ static int e_info(lua_State *L) {
 static int e_columns(lua_State *L) {
     kn_model *m;
     kn_edit *e = check_edit(L, 1, &m);
-    int C = m->cfg.hidden;
+    int C = DIMS(m).hidden;
     lua_createtable(L, e->n, 0);
     for (int j = 0; j < e->n; j++) {
         lua_createtable(L, 0, 4);
@@ -1094,8 +1128,8 @@ static int l_trainer(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     int B = field_int(L, 2, "batch", 0, 1), T = field_int(L, 2, "seq", 0, 1), P = field_int(L, 2, "rows", 0, 1);
     double wd = field_num(L, 2, "weight_decay", 0.01);
-    if (B < 1 || T < 2 || T > m->cfg.max_pos || P < 1 || P > B * T)
-        return luaL_error(L, "trainer: batch %d, seq %d, rows %d out of range (seq <= %d, rows <= batch*seq)", B, T, P, m->cfg.max_pos);
+    if (B < 1 || T < 2 || T > DIMS(m).max_pos || P < 1 || P > B * T)
+        return luaL_error(L, "trainer: batch %d, seq %d, rows %d out of range (seq <= %d, rows <= batch*seq)", B, T, P, DIMS(m).max_pos);
     ltrainer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
     lt->t = NULL;
     luaL_setmetatable(L, TRAINER_MT);
@@ -1203,7 +1237,7 @@ static int l_threads(lua_State *L) {
 /* ------------------------------------------------------------------ registration */
 
 static const luaL_Reg model_methods[] = {
-    { "save", m_save }, { "config", m_config }, { "info", m_info },
+    { "save", m_save }, { "config", m_config }, { "dims", m_dims }, { "info", m_info },
     { "tokenize", m_tokenize }, { "encode", m_encode }, { "id", m_id }, { "token", m_token },
     { "score", m_score }, { "capture", m_capture }, { "gradient", m_gradient }, { "attribute", m_attribute },
     { "slot", m_slot }, { "slot_top", m_slot_top }, { "slot_rank", m_slot_rank },

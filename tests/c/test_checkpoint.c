@@ -18,10 +18,12 @@
  *    holds the four files and uses the standard names. kn_model_create is deterministic per seed.
  * Every file is written under a mkdtemp directory in /tmp that is removed at the end. */
 #include "bert.h"
+#include "edit.h"
 #include "check.h"
 #include "safetensors.h"
 #include "wordpiece.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -287,10 +289,20 @@ static void test_synthetic_safetensors(void) {
                     "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16);
     expect_st_fail("overlap behind an empty tensor", p, NEEDLES("'a'", "'c'", "overlap"));
 
-    write_st(p, -1, "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16);
-    expect_st_fail("dtype I64", p, NEEDLES("I64", "'ids'", "dtype"));
-    write_st(p, -1, "{\"w\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16);
-    expect_st_fail("dtype F64", p, NEEDLES("F64", "'w'", "dtype"));
+    /* every safetensors dtype is read (a model refuses only the ones it would compute with);
+     * their byte ranges are validated with their own element sizes */
+    write_st(p, -1, "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]},"
+                    "\"m\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[16,19]}}", 19);
+    {
+        st_file *f = st_open(p, &err);
+        CHECK(f && st_find(f, "ids") && st_find(f, "ids")->dtype == ST_I64 && st_find(f, "m")->dtype == ST_BOOL,
+              "I64 and BOOL tensors are read (%s)", f ? "ok" : err.msg);
+        st_close(f);
+    }
+    write_st(p, -1, "{\"w\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16);
+    expect_st_fail("dtype F64 with 16 bytes for 3 elements", p, NEEDLES("'w'", "16 bytes", "F64 need 24"));
+    write_st(p, -1, "{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16);
+    expect_st_fail("unknown dtype", p, NEEDLES("Q7", "'w'", "unknown dtype"));
 
     write_st(p, -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16);
     expect_st_fail("shape/offset size mismatch (F32)", p, NEEDLES("'a'", "16 bytes", "need 12"));
@@ -397,7 +409,7 @@ static void test_bad_folders(void) {
     copy_fixture("gamma", "shape", dir, sizeof dir);
     patch(dir, "config.json", "\"intermediate_size\": 64", "\"intermediate_size\": 48");
     expect_load_fail("intermediate_size 48 against 64-wide tensors", dir,
-                     NEEDLES("'bert.encoder.layer.0.intermediate.dense.weight'", "[64, 32]", "[48, 32]"));
+                     NEEDLES("'bert.encoder.layer.1.output.dense.weight'", "[32, 64]", "[32, 48]"));
 
     copy_fixture("odd", "missing", dir, sizeof dir);
     patch(dir, "model.safetensors", "\"bert.encoder.layer.1.output.dense.weight\"", "\"bert.encoder.layer.1.output.dense.weighX\"");
@@ -417,9 +429,9 @@ static void test_bad_folders(void) {
     patch(dir, "config.json", "\"hidden_size\": 32,", "\"hidden_size\": 32 oops,");
     expect_load_fail("config.json that is not JSON", dir, NEEDLES("config.json:9:", "invalid JSON"));
 
-    copy_fixture("gamma", "relu", dir, sizeof dir);
-    patch(dir, "config.json", "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"");
-    expect_load_fail("hidden_act relu", dir, NEEDLES("config.json", "hidden_act", "\"relu\""));
+    copy_fixture("gamma", "quickgelu", dir, sizeof dir);
+    patch(dir, "config.json", "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"quick_gelu\"");
+    expect_load_fail("hidden_act quick_gelu", dir, NEEDLES("config.json", "hidden_act", "\"quick_gelu\"", "\"gelu_new\"", "\"relu\""));
 
     copy_fixture("gamma", "nomask", dir, sizeof dir);
     patch(dir, "vocab.txt", "[MASK]\n", "[MASQ]\n");
@@ -433,9 +445,151 @@ static void test_bad_folders(void) {
     char st[300];
     snprintf(st, sizeof st, "%s/model.safetensors", dir);
     remove(st);
-    expect_load_fail("folder without model.safetensors", dir, NEEDLES("model.safetensors", "cannot open"));
+    expect_load_fail("folder without model.safetensors", dir, NEEDLES("model.safetensors", "no weights"));
 
     expect_load_fail("folder that does not exist", FIX "does-not-exist", NEEDLES(FIX "does-not-exist", "not a model folder"));
+    expect_load_fail("a hub name, not a folder", "bert-base-cased",
+                     NEEDLES("bert-base-cased", "does not download", "config.json", "vocab.txt", "model.safetensors"));
+}
+
+/* ---------------------------------------------------------------- 2b. BERT folders in the wild */
+
+/* Copies every file of a fixture folder into tmp/dst. */
+static void copy_folder(const char *name, const char *dst, char *dir, size_t n) {
+    tpath(dir, n, dst);
+    mkdir(dir, 0777);
+    char src[256];
+    snprintf(src, sizeof src, FIX "%s", name);
+    DIR *d = opendir(src);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char from[600], to[600];
+        size_t len;
+        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+        snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
+        char *data = slurp(from, &len);
+        if (data) spit(to, data, len);
+        free(data);
+    }
+    if (d) closedir(d);
+}
+
+static void test_wild_folders(void) {
+    printf("# BERT folders in the wild: refusals\n");
+    char dir[256], path[300];
+
+    /* a tensor the model computes with must have a float dtype (same-size I32 in place of F32) */
+    copy_fixture("odd", "i32", dir, sizeof dir);
+    patch(dir, "model.safetensors", "\"bert.embeddings.LayerNorm.weight\":{\"data_offsets\":[144,288],\"dtype\":\"F32\"",
+          "\"bert.embeddings.LayerNorm.weight\":{\"data_offsets\":[144,288],\"dtype\":\"I32\"");
+    expect_load_fail("a used tensor of dtype I32", dir, NEEDLES("'bert.embeddings.LayerNorm.weight'", "dtype I32", "F32, F16 or BF16"));
+
+    /* a stored decoder that differs from the embeddings while config.json ties them */
+    copy_folder("bert_untied", "tiedconflict", dir, sizeof dir);
+    patch(dir, "config.json", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
+    expect_load_fail("tied config, different stored decoder", dir,
+                     NEEDLES("'cls.predictions.decoder.weight'", "differs from the word embeddings", "tie_word_embeddings"));
+    /* untied without a decoder */
+    copy_fixture("gamma", "nodecoder", dir, sizeof dir);
+    patch(dir, "config.json", "\"hidden_size\": 32,", "\"hidden_size\": 32, \"tie_word_embeddings\": false,");
+    expect_load_fail("untied config without a decoder", dir,
+                     NEEDLES("'cls.predictions.decoder.weight'", "missing", "tie_word_embeddings false"));
+    copy_fixture("gamma", "tiebad", dir, sizeof dir);
+    patch(dir, "config.json", "\"hidden_size\": 32,", "\"hidden_size\": 32, \"tie_word_embeddings\": 0,");
+    expect_load_fail("tie_word_embeddings not a boolean", dir, NEEDLES("config.json", "tie_word_embeddings", "true or false"));
+
+    /* shards: one missing, one tensor placed in the wrong shard */
+    copy_folder("bert_sharded", "shardmissing", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    remove(path);
+    expect_load_fail("a shard named by the index is missing", dir,
+                     NEEDLES("model.safetensors.index.json", "\"model-00002-of-00002.safetensors\"", "missing"));
+    copy_folder("bert_sharded", "shardwrong", dir, sizeof dir);
+    patch(dir, "model.safetensors.index.json", "\"bert.embeddings.LayerNorm.bias\": \"model-00001-of-00002.safetensors\"",
+          "\"bert.embeddings.LayerNorm.bias\": \"model-00002-of-00002.safetensors\"");
+    expect_load_fail("the index places a tensor in the wrong shard", dir,
+                     NEEDLES("'bert.embeddings.LayerNorm.bias'", "model-00002-of-00002.safetensors", "where the index places it"));
+    copy_folder("bert_sharded", "shardpath", dir, sizeof dir);
+    patch(dir, "model.safetensors.index.json", "\"bert.embeddings.LayerNorm.bias\": \"model-00001-of-00002.safetensors\"",
+          "\"bert.embeddings.LayerNorm.bias\": \"../model-00001-of-00002.safetensors\"");
+    expect_load_fail("a shard outside the folder", dir, NEEDLES("weight_map[\"bert.embeddings.LayerNorm.bias\"]", "a file in the model folder"));
+
+    /* an I64 buffer that knwb skips is still validated: its byte range must match its shape */
+    copy_folder("bert_i64pos", "i64bad", dir, sizeof dir);
+    patch(dir, "model.safetensors", "\"bert.embeddings.position_ids\":{\"data_offsets\":[0,96],\"dtype\":\"I64\",\"shape\":[1,12]",
+          "\"bert.embeddings.position_ids\":{\"data_offsets\":[0,96],\"dtype\":\"I64\",\"shape\":[1,13]");
+    expect_load_fail("an unused I64 buffer whose bytes do not fit its shape", dir, NEEDLES("'bert.embeddings.position_ids'", "96 bytes", "I64 need 104"));
+
+    /* pytorch_model.bin only */
+    expect_load_fail("pytorch_model.bin only", FIX "bert_torchbin", NEEDLES("pytorch_model.bin", "safetensors"));
+}
+
+/* ---------------------------------------------------------------- 2c. hardening (issue 13) */
+
+static void test_hardening(void) {
+    printf("# absurd sizes, non-finite weights and results\n");
+    char dir[256], path[300];
+    kn_err err = { "" };
+
+    /* sizes that used to overflow the parameter count or the weight count: refused by the
+     * config's bounds, before any allocation */
+    copy_fixture("odd", "layers", dir, sizeof dir);
+    patch(dir, "config.json", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 134217728");
+    expect_load_fail("num_hidden_layers 134217728", dir, NEEDLES("config.json", "\"num_hidden_layers\" = 134217728", "out of range [1, 1024]"));
+    copy_fixture("odd", "hidden", dir, sizeof dir);
+    patch(dir, "config.json", "\"hidden_size\": 36", "\"hidden_size\": 1073741824");
+    expect_load_fail("hidden_size 1073741824", dir, NEEDLES("config.json", "\"hidden_size\" = 1073741824", "out of range [1, 65536]"));
+    /* a plausible layer count that the file does not hold */
+    copy_fixture("odd", "layers9", dir, sizeof dir);
+    patch(dir, "config.json", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 9");
+    expect_load_fail("num_hidden_layers 9 for a 3-layer file", dir,
+                     NEEDLES("'bert.encoder.layer.8.output.dense.weight'", "missing", "num_hidden_layers 9"));
+
+    /* a NaN weight: refused at load with the tensor and the first flat index */
+    copy_fixture("odd", "nan", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path, &err);
+    const st_tensor *t = f ? st_find(f, "bert.encoder.layer.1.intermediate.dense.weight") : NULL;
+    long off = t ? (long)((char *)t->data - (char *)f->map) : -1;
+    st_close(f);
+    FILE *fp = off > 0 ? fopen(path, "r+b") : NULL;
+    float bad[2] = { NAN, INFINITY };
+    int wrote = fp && fseek(fp, off + 5 * 4, SEEK_SET) == 0 && fwrite(bad, 4, 2, fp) == 2;
+    if (fp) fclose(fp);
+    CHECK(wrote, "NaN written into layer 1's intermediate.dense.weight at flat index 5");
+    expect_load_fail("a NaN weight", dir,
+                     NEEDLES("'bert.encoder.layer.1.intermediate.dense.weight'", "non-finite", "nan", "flat index 5"));
+
+    /* non-finite results: an intervention value that is not finite is refused; one that
+     * overflows, or an edited value slot that does, stops the forward at the layer it reached */
+    kn_model *m = kn_model_load(FIX "odd", &err);
+    CHECK(m != NULL, "odd loads (%s)", m ? "ok" : err.msg);
+    if (!m) return;
+    int ids[6] = { 2, 7, 4, 9, 11, 3 }, head = 2;
+    bert_acts *a = bert_acts_new(&m->cfg, 1, 6, 1, &err);
+    kn_intervention iv = { .layer = 1, .row = -1, .pos = 2, .op = KN_SET, .n = 0, .scalar = NAN };
+    int rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err);
+    CHECK(rc != 0, "a NaN intervention value is refused");
+    if (rc) needles_in("NaN intervention", err.msg, NEEDLES("intervention 1", "not finite"));
+    iv.scalar = 3e38f;
+    rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err);
+    CHECK(rc != 0, "an intervention that overflows stops the forward");
+    if (rc) needles_in("overflowing intervention", err.msg, NEEDLES("layer 1's output is non-finite", "position 2"));
+    float *col = malloc(sizeof(float) * m->cfg.hidden);
+    for (int r = 0; r < m->cfg.hidden; r++) col[r] = 3e38f;
+    int l = 2, slot = 4;
+    kn_edit *e = kn_edit_slots(m, 1, &l, &slot, col, "overflow", &err);
+    iv = (kn_intervention){ .layer = 2, .row = -1, .pos = -1, .op = KN_SET, .n = 1, .idx = &slot, .scalar = 4.0f };
+    rc = e ? bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, &iv, 1, &err) : 0;
+    CHECK(e && rc != 0, "an edited value slot that overflows stops the forward");
+    if (rc) needles_in("overflowing edit", err.msg, NEEDLES("layer 2's output is non-finite", "edited value slot"));
+    if (e) kn_edit_undo(m, e, &err);
+    rc = bert_forward(m, a, ids, NULL, NULL, 1, 6, &head, 1, NULL, 0, &err);
+    CHECK(rc == 0, "after undoing the edit the forward is finite again (%s)", rc ? err.msg : "ok");
+    free(col);
+    bert_acts_free(a);
+    kn_model_free(m);
 }
 
 /* ---------------------------------------------------------------- 3, 4. loading and saving */
@@ -468,10 +622,29 @@ static void test_save_reload(const char *name) {
     if (f) {
         int old = 0;
         for (int i = 0; i < f->n; i++) old += strstr(f->tensors[i].name, ".gamma") || strstr(f->tensors[i].name, ".beta");
+        /* the decoder is saved exactly when it is untied (HF omits a tied one) */
+        int dec = st_find(f, "cls.predictions.decoder.weight") != NULL;
         CHECK(old == 0 && st_find(f, "bert.embeddings.LayerNorm.weight") && st_find(f, "bert.embeddings.LayerNorm.bias") &&
-              !st_find(f, "cls.predictions.decoder.weight") && f->n == m->nparams,
-              "%s: saved tensors use the standard names (%d tensors, %d gamma/beta, decoder %s)", name, f->n, old,
-              st_find(f, "cls.predictions.decoder.weight") ? "present" : "omitted");
+              st_find(f, "cls.predictions.bias") && dec == m->cfg.untied && f->n == m->nparams,
+              "%s: saved tensors use the standard names (%d tensors, %d gamma/beta, decoder %s, model %s)", name, f->n, old,
+              dec ? "present" : "omitted", m->cfg.untied ? "untied" : "tied");
+        if (m->cfg.untied) {
+            const kn_param *p = kn_model_param(m, "cls.predictions.decoder.weight");
+            const st_tensor *t = st_find(f, "cls.predictions.decoder.weight");
+            CHECK(p && t && memcmp(p->data, t->data, sizeof(float) * p->numel) == 0 &&
+                  memcmp(p->data, m->w.word_emb, sizeof(float) * p->numel) != 0,
+                  "%s: the saved decoder is the model's own, not the word embeddings", name);
+        }
+        st_close(f);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        size_t len;
+        char *cj = slurp(path, &len);
+        CHECK(cj && strstr(cj, m->cfg.untied ? "\"tie_word_embeddings\": false" : "\"tie_word_embeddings\": true") &&
+              strstr(cj, m->cfg.act_name),
+              "%s: saved config.json says tie_word_embeddings %s and hidden_act \"%s\"", name, m->cfg.untied ? "false" : "true",
+              m->cfg.act_name);
+        free(cj);
+        f = NULL;
         st_close(f);
     } else {
         CHECK(0, "%s: saved model.safetensors opens (%s)", name, err.msg);
@@ -551,8 +724,17 @@ int main(void) {
     CHECK(bf != NULL, "bf16 fixture loads (%s)", bf ? "ok" : err.msg);
     kn_model_free(bf);
 
+    test_wild_folders();
+    test_hardening();
     test_save_reload("odd");
     test_save_reload("gamma");
+    test_save_reload("bert_untied");
+    test_save_reload("bert_noprefix");
+    test_save_reload("bert_decbias");
+    test_save_reload("bert_i64pos");
+    test_save_reload("bert_gelu_new");
+    test_save_reload("bert_f16");
+    test_save_reload("bert_sharded");
     test_create();
 
     rm_tree(tmp);
